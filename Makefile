@@ -1,0 +1,36 @@
+# Two commands do everything: `make demo` (the offline demo on the embedded Gemma) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# torch==2.13.0 resolves to the local CPU wheel on this project's machines. On another CPU-only machine add
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu so pip does not fetch gigabytes of CUDA packages; on a CUDA
+# machine use TORCH="torch" (or your CUDA build) and then `make gpu`.
+TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
+EXTRAS ?= embedded,dev,fast
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test gpu clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python -m curate.demo prepare runs/demo-sources
+	$(BIN)/curate run pipelines/demo.yaml --run-dir runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+gpu: install
+	$(BIN)/pip install -e ".[gpu]"
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,201 @@
+"""The ``curate`` command line: parse arguments, call the library, print its report.
+
+Exit codes (every command):
+  0  success (some rows may have been rejected: see the report and rejects.jsonl)
+  1  nothing usable came out (every item rejected, or no rows)
+  2  invalid input: a bad pipeline/recipe/catalog file, an unknown source, a missing path or column
+  3  a stage failed while running; completed work is kept and rerunning the same command resumes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from curate import __version__
+
+OK, NOTHING_USABLE, INVALID, FAILED = 0, 1, 2, 3
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, object]:
+    out = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{flag} expects KEY=VALUE, got '{item}'")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_run(args) -> int:
+    from curate.pipeline import PipelineError, load_plan
+    from curate.progress import Progress
+    from curate.report import print_report
+    from curate.runner import StageFailed, run_plan
+
+    try:
+        plan = load_plan(args.pipeline, args.run_dir, {k: str(v) for k, v in _pairs(args.source_path,
+                                                                                      "--source-path").items()})
+    except PipelineError as exc:
+        errors.print(f"[red]invalid pipeline[/red] {exc}", highlight=False)
+        return INVALID
+    for w in plan.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    if args.dry_run:
+        console.print(plan_table(plan))
+        return OK
+    try:
+        with Progress(enabled=not args.no_progress, console=errors) as progress:
+            report = run_plan(plan, force=args.force, progress=progress)
+    except ValueError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        return INVALID
+    except StageFailed as exc:
+        errors.print(f"[red]failed:[/red] {exc}", highlight=False)
+        return FAILED
+    print_report(report.to_json(), console)
+    return OK if report.rows_out else NOTHING_USABLE
+
+
+def plan_table(plan) -> Table:
+    table = Table(title=f"plan: {plan.name} -> {plan.run_dir}", title_justify="left")
+    for col in ("step", "what", "where / config"):
+        table.add_column(col)
+    for spec in plan.sources:
+        where = str(spec.path) if spec.path else spec.url or (
+            f"hub {spec.hub.repo} config={spec.hub.config} split={spec.hub.split} revision={spec.hub.revision}")
+        limit = f" (limit {spec.limit})" if spec.limit else ""
+        table.add_row("01-ingest", f"{spec.name} [{spec.kind}, {spec.license}]{limit}", where)
+    for p in plan.stages:
+        cfg = json.dumps(p.stage.config.model_dump(mode="json"), ensure_ascii=False)
+        table.add_row(p.dirname, p.stage.name + (f" x{p.workers}" if p.workers > 1 else ""), cfg)
+    return table
+
+
+def cmd_ingest(args) -> int:
+    from curate.catalog import CatalogError, load_catalog
+    from curate.ingest import ConnectorError
+    from curate.pipeline import SourceRef, check_source, resolve_source
+    from curate.progress import Progress
+    from curate.report import print_report
+    from curate.runner import RunReport, ingest
+
+    try:
+        catalog = load_catalog()
+        ref = SourceRef(source=args.source, name=args.name, license=args.license, limit=args.limit,
+                        options=_pairs(args.option, "--option"))
+        spec = resolve_source(ref, Path.cwd(), catalog, Path(args.path).resolve() if args.path else None)
+    except (CatalogError, ConnectorError, ValueError) as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        return INVALID
+    problems = check_source(spec)
+    if problems:
+        errors.print("[red]error:[/red] " + "\n".join(problems), highlight=False)
+        return INVALID
+    out = Path(args.output)
+    with Progress(enabled=not args.no_progress, console=errors) as progress:
+        stats, _ = ingest([spec], out, progress=progress)
+    report = RunReport(f"ingest {spec.name}", str(out), __version__, stats.seconds, [stats], str(out),
+                       stats.rows_out)
+    print_report(report.to_json(), console)
+    if stats.dropped:
+        console.print(f"rejects: {out / 'rejects.jsonl'}")
+    return OK if stats.rows_out else NOTHING_USABLE
+
+
+def cmd_sources(args) -> int:
+    from curate.catalog import CatalogError, load_catalog
+
+    try:
+        catalog = load_catalog()
+    except CatalogError as exc:
+        errors.print(f"[red]invalid catalog[/red] {exc}", highlight=False)
+        return INVALID
+    if args.action == "list":
+        table = Table(title="source catalog", title_justify="left")
+        for col in ("name", "kind", "use", "licence", "location"):
+            table.add_column(col)
+        for e in catalog.values():
+            loc = e.location
+            where = f"hub:{loc.hub}" + (f" [{loc.config}]" if loc.config else "") if loc.hub else (loc.url or loc.path)
+            table.add_row(e.name, e.kind, e.use, e.license, where)
+        console.print(table)
+        return OK
+    if args.name not in catalog:
+        errors.print(f"[red]error:[/red] no source '{args.name}'; known: {', '.join(catalog)}", highlight=False)
+        return INVALID
+    console.print(yaml.safe_dump(catalog[args.name].model_dump(exclude_none=True), sort_keys=False,
+                                 allow_unicode=True), highlight=False)
+    return OK
+
+
+def cmd_report(args) -> int:
+    from curate.report import print_report
+
+    path = Path(args.run_dir) / "report.json"
+    if not path.exists():
+        errors.print(f"[red]error:[/red] {path} not found: is {args.run_dir} a run folder?", highlight=False)
+        return INVALID
+    print_report(json.loads(path.read_text()), console)
+    return OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="curate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"curate {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (never secrets)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a pipeline YAML (resumes completed stages)")
+    p.add_argument("pipeline")
+    p.add_argument("--run-dir", help="where stage outputs go (default: the pipeline's run_dir or runs/NAME)")
+    p.add_argument("--dry-run", action="store_true", help="validate sources, options and stages; print the plan")
+    p.add_argument("--force", metavar="STAGE", help="redo this stage (name or folder) and every stage after it")
+    p.add_argument("--source-path", action="append", metavar="NAME=PATH",
+                   help="read source NAME from a local copy in the same format (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ingest", help="ingest one source (catalog name or bare kind) into a folder of parquet")
+    p.add_argument("source", help="catalog name, or a kind: pdf, hf_qa, medquad, rocov2, dicom, vqa")
+    p.add_argument("--path", help="local file or folder in the source's format")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--name", help="source name written on rows (bare kinds)")
+    p.add_argument("--license", help="licence written on rows (bare kinds)")
+    p.add_argument("--limit", type=int, help="stop after this many good rows")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="connector option (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("sources", help="the source catalog")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("report", help="print a run's report again")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command == "sources" and args.action == "show" and not args.name:
+        errors.print("[red]error:[/red] curate sources show NAME")
+        return INVALID
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Pipeline recipes: a YAML file wiring sources -> stages, validated into a runnable plan without touching data.
+
+Example (``pipelines/*.yaml``)::
+
+    name: firstaid-pages
+    sources:
+      - source: us-army-fm-4-25-11        # a catalog name ...
+        path: ../data/FM4-25.11.pdf        # ... pointed at a local copy (relative to this file)
+      - source: hf_qa                      # ... or a bare kind with a path
+        name: my-qa
+        path: ../data/qa.jsonl
+        license: cc-by-4.0
+    stages:
+      - stage: select
+        kinds: [page]
+        min_chars: 200
+
+Every stage entry is ``stage: NAME`` plus that stage's config keys (and optionally ``name:`` for its folder and
+``workers:`` for parallel batches). Unknown keys anywhere are errors, so ``curate run --dry-run`` catches typos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from curate.catalog import CatalogError, load_catalog
+from curate.ingest import CONNECTORS, ConnectorError, validate_options
+from curate.ingest.base import SourceSpec
+from curate.schema import COLUMNS
+from curate.stage import Stage, stage_class
+
+
+class SourceRef(BaseModel):
+    """A pipeline's reference to a source: a catalog name or a bare connector kind, with overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    name: str | None = None
+    path: str | None = None
+    license: str | None = None
+    attribution: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    mapping: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    run_dir: str | None = None
+    batch_size: int = Field(default=256, ge=1)
+    sources: list[SourceRef] = Field(min_length=1)
+    stages: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass
+class PlannedStage:
+    dirname: str
+    stage: Stage
+    workers: int = 1
+
+
+@dataclass
+class Plan:
+    """A validated pipeline: resolved sources and instantiated stages, ready to run."""
+
+    name: str
+    path: Path
+    run_dir: Path
+    batch_size: int
+    sources: list[SourceSpec]
+    stages: list[PlannedStage]
+    warnings: list[str] = field(default_factory=list)
+
+
+class PipelineError(Exception):
+    """The pipeline cannot run as written; the message lists every problem found."""
+
+
+def _resolve_path(value: str | None, base: Path) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def resolve_source(ref: SourceRef, base: Path, catalog: dict, override: Path | None = None) -> SourceSpec:
+    """A SourceSpec from a pipeline reference: catalog entry (if named) with the reference's overrides applied."""
+    path = override if override is not None else _resolve_path(ref.path, base)
+    if ref.source in catalog:
+        spec = catalog[ref.source].spec(path)
+    elif ref.source in CONNECTORS:
+        if path is None:
+            raise ConnectorError(f"bare source kind '{ref.source}' needs a path")
+        spec = SourceSpec(name=ref.name or f"{ref.source}:{path.stem}", kind=ref.source, path=path,
+                          license=ref.license or "unknown")
+    else:
+        raise ConnectorError(
+            f"'{ref.source}' is neither a catalog source nor a connector kind; "
+            f"see `curate sources list` (kinds: {', '.join(sorted(CONNECTORS))})")
+    if ref.name:
+        spec.name = ref.name
+    spec.license = ref.license or spec.license
+    spec.attribution = ref.attribution or spec.attribution
+    spec.mapping = {**spec.mapping, **ref.mapping}
+    spec.options = {**spec.options, **ref.options}
+    spec.limit = ref.limit
+    return spec
+
+
+def check_source(spec: SourceSpec) -> list[str]:
+    """Problems that would stop this source from being read, found without network."""
+    problems = []
+    if spec.path is not None and not spec.path.exists():
+        problems.append(f"source '{spec.name}': path {spec.path} does not exist")
+    if spec.path is None and spec.hub is None and not spec.url:
+        problems.append(f"source '{spec.name}': no path, Hub id or URL")
+    try:
+        validate_options(spec)
+    except ValidationError as exc:
+        problems.append(f"source '{spec.name}' options: {exc}")
+    except (ConnectorError, ImportError) as exc:
+        problems.append(f"source '{spec.name}': {exc}")
+    return problems
+
+
+def load_plan(path: str | Path, run_dir: str | Path | None = None,
+              path_overrides: dict[str, str] | None = None) -> Plan:
+    """Read and validate a pipeline YAML; raises PipelineError listing every problem."""
+    path = Path(path).resolve()
+    try:
+        raw = yaml.safe_load(path.read_text())
+        spec = PipelineFile.model_validate(raw)
+        catalog = load_catalog()
+    except (OSError, yaml.YAMLError, ValidationError, CatalogError) as exc:
+        raise PipelineError(f"{path}: {exc}") from exc
+    base = path.parent
+    overrides = {k: Path(v).expanduser().resolve() for k, v in (path_overrides or {}).items()}
+    problems: list[str] = []
+    warnings: list[str] = []
+    sources: list[SourceSpec] = []
+    for ref in spec.sources:
+        try:
+            src = resolve_source(ref, base, catalog, overrides.pop(ref.name or ref.source, None))
+        except ConnectorError as exc:
+            problems.append(str(exc))
+            continue
+        problems += check_source(src)
+        if src.use == "eval":
+            warnings.append(f"source '{src.name}' is an evaluation set: training on it contaminates evaluations")
+        sources.append(src)
+    problems += [f"--source-path {k}: no source of that name in the pipeline" for k in overrides]
+
+    stages: list[PlannedStage] = []
+    available = set(COLUMNS)
+    for i, entry in enumerate(spec.stages, start=2):
+        entry = dict(entry)
+        name = entry.pop("stage", None)
+        label = entry.pop("name", name)
+        workers = int(entry.pop("workers", 1))
+        try:
+            stage = stage_class(name)(entry)
+        except (LookupError, ValidationError, ImportError) as exc:
+            problems.append(f"stage {i} ({name}): {exc}")
+            continue
+        missing = [c for c in stage.inputs if c not in available]
+        if missing:
+            problems.append(f"stage {i} ({name}) needs column(s) {missing} that no earlier stage produces")
+        available |= set(stage.outputs)
+        stages.append(PlannedStage(f"{i:02d}-{label}", stage, workers))
+    if problems:
+        raise PipelineError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
+    out = _resolve_path(spec.run_dir, base) if spec.run_dir else Path("runs") / spec.name
+    return Plan(spec.name, path, Path(run_dir) if run_dir else out, spec.batch_size, sources, stages, warnings)
