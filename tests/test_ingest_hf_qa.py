@@ -282,3 +282,19 @@ def test_unreadable_sources(tmp_path):
         read(tmp_path)
     with pytest.raises(ConnectorError, match="neither a list of objects nor objects keyed by id"):
         read(write_json(tmp_path / "strings.json", ["a", "b"]))
+
+
+def test_records_under_a_top_level_key(realdata):
+    """The FirstAidQA eval bank keeps its 40 records under "questions"; the catalog entry reads them."""
+    from curate.catalog import load_catalog
+    from curate.ingest import read_source
+
+    spec = load_catalog()["firstaidqa-eval-40"].spec(realdata / "qa/firstaidqa/eval_questions_40.json")
+    items = list(read_source(spec))
+    assert len(items) == 40 and all(isinstance(r, dict) and r["kind"] == "qa" for r in items)
+    first = items[0]
+    assert first["provenance"]["locator"] == "1"
+    assert first["messages"][0]["content"].startswith("What is the correct ratio of chest compressions")
+    spec.options = {"records": "nope"}
+    with pytest.raises(ConnectorError, match="no top-level key 'nope'; keys are version, description, questions"):
+        list(read_source(spec))

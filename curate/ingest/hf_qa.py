@@ -84,6 +84,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 class Options(base.Options):
     split: str | None = None
+    records: str | None = None  # JSON files: the top-level key holding the list of records
 
 
 class Mapping(BaseModel):
@@ -191,7 +192,7 @@ def _tables(spec: SourceSpec, options: Options) -> Iterator[_Table]:
         wanted = f" of split '{options.split}'" if options.split else ""
         raise ConnectorError(f"source '{spec.name}': no {', '.join(BUILDERS)} files{wanted} at {spec.path}")
     for file in files:
-        yield _file_table(file)
+        yield _file_table(file, options.records)
 
 
 def _files(path: Path, split: str | None) -> list[Path]:
@@ -204,13 +205,18 @@ def _files(path: Path, split: str | None) -> list[Path]:
     return files
 
 
-def _file_table(file: Path) -> _Table:
+def _file_table(file: Path, records: str | None = None) -> _Table:
     if file.suffix.lower() == ".json":
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             data = None  # JSON lines in a .json file: datasets reads those
         if data is not None:
+            if records is not None:
+                if not isinstance(data, dict) or records not in data:
+                    keys = ", ".join(data) if isinstance(data, dict) else "none (the file holds a list)"
+                    raise ConnectorError(f"{file} has no top-level key '{records}'; keys are {keys}")
+                data = data[records]
             return _json_table(data, file)
     dataset = _load(str(file), BUILDERS[file.suffix.lower()], data_files=str(file), split="train")
     return _dataset_table(dataset, file.name, str(file))
