@@ -123,7 +123,7 @@ def cmd_sources(args) -> int:
     if args.action == "list":
         table = Table(title="source catalog", title_justify="left")
         for col in ("name", "kind", "use", "licence", "location"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for e in catalog.values():
             loc = e.location
             where = f"hub:{loc.hub}" + (f" [{loc.config}]" if loc.config else "") if loc.hub else (loc.url or loc.path)
@@ -146,6 +146,84 @@ def cmd_report(args) -> int:
         errors.print(f"[red]error:[/red] {path} not found: is {args.run_dir} a run folder?", highlight=False)
         return INVALID
     print_report(json.loads(path.read_text()), console)
+    return OK
+
+
+def cmd_export(args) -> int:
+    from curate.export.artifact import ExportError, ExportOptions, NothingToExport, export
+    from curate.export.splits import SplitError, parse_fractions
+
+    try:
+        options = ExportOptions(
+            format=args.format, reasoning=args.reasoning, fractions=parse_fractions(args.split), seed=args.seed,
+            language=args.language or ["en"], name=args.name, pipeline=Path(args.pipeline) if args.pipeline else None,
+            save_to_disk=args.save_to_disk, max_shard_mb=args.max_shard_mb, overwrite=args.overwrite)
+        result = export(args.source, args.output, options)
+    except NothingToExport as exc:
+        errors.print(f"[red]nothing to export:[/red] {exc}", highlight=False)
+        return NOTHING_USABLE
+    except (ExportError, SplitError) as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        return INVALID
+    table = Table(title=f"export -> {result.out}  (licence {result.license})", title_justify="left")
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    for split, n in result.splits.items():
+        table.add_row(split, f"{n:,}")
+    for reason, n in sorted(result.skipped.items()):
+        table.add_row(f"skipped: {reason}", f"{n:,}")
+    console.print(table)
+    for w in result.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    return OK
+
+
+def cmd_push(args) -> int:
+    from curate.export.hub import PushError, PushFailed, push
+
+    try:
+        result = push(args.folder, args.repo, private=True if args.private else None, revision=args.revision,
+                      message=args.message, dry_run=args.dry_run)
+    except PushFailed as exc:
+        errors.print(f"[red]failed:[/red] {exc}", highlight=False)
+        return FAILED
+    except PushError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        return INVALID
+    if args.dry_run:
+        table = Table(title=f"dry run: would upload to dataset {result.repo_id}", title_justify="left")
+        table.add_column("path")
+        table.add_column("bytes", justify="right")
+        for f in result.files:
+            table.add_row(f.path, f"{f.size:,}")
+        table.caption = f"{len(result.files)} files, {result.total_bytes:,} bytes"
+        console.print(table)
+        return OK
+    console.print(f"pushed {len(result.files)} files ({result.total_bytes:,} bytes) to {result.repo_id}"
+                  + (f", deleted stale {', '.join(result.deleted)}" if result.deleted else "")
+                  + (f": {result.commit_url}" if result.commit_url else ""), highlight=False)
+    return OK
+
+
+def cmd_inspect(args) -> int:
+    from curate.export.summary import inspect_folder
+
+    try:
+        summary = inspect_folder(args.folder, args.rows)
+    except FileNotFoundError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        return INVALID
+    table = Table(title=summary.folder, title_justify="left")
+    for col, justify in (("split", "left"), ("source", "left"), ("rows", "right")):
+        table.add_column(col, justify=justify)
+    for split, n in summary.rows.items():
+        table.add_row(split, "(all)", f"{n:,}")
+        for source, m in sorted(summary.sources[split].items(), key=lambda kv: -kv[1]):
+            table.add_row("", source, f"{m:,}")
+    console.print(table)
+    for split, rows in summary.samples.items():
+        for row in rows:
+            console.print(f"[bold]{split}[/bold]", json.dumps(row, ensure_ascii=False, indent=1), highlight=False)
     return OK
 
 
@@ -185,6 +263,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="print a run's report again")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="export a run or stage folder as an SFT dataset folder (load_dataset, Hub)")
+    p.add_argument("source", metavar="RUN_OR_DIR", help="a run folder (its last stage is used) or a stage folder")
+    p.add_argument("-o", "--output", required=True, help="the artifact folder to write")
+    p.add_argument("--format", default="messages", help="messages (default), medrescue, alpaca or sharegpt")
+    p.add_argument("--reasoning", default="drop", help="chain of thought: drop (default), think_tags or field")
+    p.add_argument("--split", default="train=0.9,validation=0.05,test=0.05", metavar="NAME=FRACTION,...",
+                   help="split fractions, summing to 1 (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
+    p.add_argument("--pipeline", help="pipeline YAML to include (default: RUN_DIR/pipeline.yaml when present)")
+    p.add_argument("--name", help="dataset name on the card (default: the pipeline's name)")
+    p.add_argument("--language", action="append", help="language code for the card (repeatable; default: en)")
+    p.add_argument("--save-to-disk", action="store_true", help="also write the save_to_disk form under arrow/")
+    p.add_argument("--max-shard-mb", type=float, default=500, help="largest parquet shard (default: 500)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("push", help="upload an export folder to a Hugging Face Hub dataset repo")
+    p.add_argument("folder")
+    p.add_argument("--repo", required=True, metavar="ORG/NAME")
+    p.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
+    p.add_argument("--revision", metavar="BRANCH", help="push to this branch (created from main if missing)")
+    p.add_argument("-m", "--message", help="commit message")
+    p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded, with sizes")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("inspect", help="counts per split and source, and a few rows, of an export or stage folder")
+    p.add_argument("folder")
+    p.add_argument("-n", "--rows", type=int, default=3, help="rows shown per split (default: 3)")
+    p.set_defaults(func=cmd_inspect)
     return parser
 
 

@@ -114,3 +114,25 @@ def test_bad_records_splits_and_folders(tmp_path: Path) -> None:
         list(vqa.read(_spec(tmp_path), vqa.Options(split="odd")))
     with pytest.raises(ValidationError):
         vqa.Options(splits="all")
+
+
+def test_hub_parquet_layout(tmp_path, realdata):
+    """The Hub form (image struct, question, answer) read from a local parquet in the same layout."""
+    import datasets as hf
+
+    folder = realdata / "vqa" / "vqa_rad"
+    records = json.loads((folder / "testset.json").read_text())
+    have = [r for r in records if (folder / "images" / r["image_name"]).is_file()][:5]
+    ds = hf.Dataset.from_dict({
+        "image": [{"bytes": (folder / "images" / r["image_name"]).read_bytes(), "path": r["image_name"]} for r in have],
+        "question": [r["question"] for r in have], "answer": [str(r["answer"]) for r in have]},
+        features=hf.Features({"image": hf.Image(), "question": hf.Value("string"), "answer": hf.Value("string")}))
+    (tmp_path / "data").mkdir()
+    ds.to_parquet(str(tmp_path / "data" / "test-00000-of-00001.parquet"))
+    spec = SourceSpec(name="vqa-rad", kind="vqa", path=tmp_path / "data", license="cc0-1.0")
+    rows = list(vqa.read(spec, vqa.Options(split="test")))
+    assert len(rows) == 5 and all(r["kind"] == "vqa" for r in rows)
+    assert rows[0]["image"]["bytes"] == (folder / "images" / have[0]["image_name"]).read_bytes()
+    assert rows[0]["messages"][0]["content"] == have[0]["question"].strip()
+    with pytest.raises(ConnectorError, match="train-\\*.parquet"):
+        list(vqa.read(spec, vqa.Options(split="train")))

@@ -1,8 +1,11 @@
-"""Medical visual question answering in the VQA-RAD layout.
+"""Medical visual question answering in the VQA-RAD layout, or its Hub form.
 
-``spec.path`` is a folder with one JSON file per split, ``<split>set.json`` (``trainset.json``, ``testset.json``),
-each a list of {qid, image_name, image_organ, question, answer, answer_type, question_type, phrase_type}, and the
-images in ``images/``.
+Two layouts:
+- the original release: ``spec.path`` is a folder with one JSON file per split, ``<split>set.json``
+  (``trainset.json``, ``testset.json``), each a list of {qid, image_name, image_organ, question, answer,
+  answer_type, question_type, phrase_type}, and the images in ``images/``;
+- the Hub form (flaviagiammarino/vqa-rad): parquet with columns image ({bytes, path}), question, answer, read from
+  ``spec.hub`` with ``datasets.load_dataset`` or from a local parquet file or folder (``<split>-*.parquet``).
 
 Options (relative paths are taken from the source folder):
 
@@ -22,6 +25,8 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+import datasets
+
 from curate.ingest import base
 from curate.ingest.base import ConnectorError, Reject, SourceSpec
 from curate.schema import make_image
@@ -33,7 +38,19 @@ class Options(base.Options):
 
 
 def read(spec: SourceSpec, options: Options) -> Iterator[dict | Reject]:
-    root = base.require_path(spec, "VQA folder (<split>set.json files and images/)")
+    if spec.path is None and spec.hub is not None:
+        hub = spec.hub
+        ds = datasets.load_dataset(hub.repo, hub.config, split=options.split, revision=hub.revision, streaming=True)
+        yield from _table_rows(ds.cast_column("image", datasets.Image(decode=False)), spec, options.split)
+        return
+    root = base.require_path(spec, "VQA folder (<split>set.json files and images/) or parquet")
+    if root.suffix == ".parquet" or (root.is_dir() and not any(root.glob("*set.json"))):
+        files = [root] if root.is_file() else sorted(root.rglob(f"{options.split}-*.parquet"))
+        if not files:
+            raise ConnectorError(f"{root} has neither <split>set.json files nor {options.split}-*.parquet files")
+        ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+        yield from _table_rows(ds.cast_column("image", datasets.Image(decode=False)), spec, options.split)
+        return
     images = root / options.image_dir
     if not images.is_dir():
         raise ConnectorError(f"source '{spec.name}': image folder {images} does not exist; set option 'image_dir'")
@@ -45,6 +62,20 @@ def read(spec: SourceSpec, options: Options) -> Iterator[dict | Reject]:
             item = _row(record, split, file, images, spec)
             rows += isinstance(item, dict)
             yield item
+
+
+def _table_rows(ds, spec: SourceSpec, split: str) -> Iterator[dict | Reject]:
+    """Rows from the Hub form: one record per (image, question, answer)."""
+    for i, record in enumerate(ds):
+        locator = f"{split}#{i}"
+        image = record.get("image") or {}
+        if not image.get("bytes") or not str(record.get("question") or "").strip() or record.get("answer") is None:
+            yield Reject("bad_record", f"{locator} lacks an image, question or answer", locator)
+            continue
+        yield make_image(
+            image_bytes=image["bytes"], image_name=Path(image.get("path") or f"{split}-{i}.jpg").name,
+            source=spec.name, license=spec.license, origin=spec.origin, locator=locator, revision=spec.revision,
+            question=str(record["question"]).strip(), answer=str(record["answer"]).strip(), meta={"split": split})
 
 
 def _split_files(root: Path, split: str) -> list[tuple[str, Path]]:
