@@ -223,8 +223,29 @@ def cmd_inspect(args) -> int:
     console.print(table)
     for split, rows in summary.samples.items():
         for row in rows:
-            console.print(f"[bold]{split}[/bold]", json.dumps(row, ensure_ascii=False, indent=1), highlight=False)
+            console.print(f"[bold]{split}[/bold]")
+            console.print(json.dumps(row, ensure_ascii=False, indent=1), markup=False, highlight=False)
     return OK
+
+
+def cmd_filter(args) -> int:
+    from curate.progress import Progress
+    from curate.quality.apply import FilterError, load_filters, run_filters
+    from curate.report import print_report
+    from curate.runner import StageFailed
+
+    try:
+        plan = load_filters(args.config)
+        with Progress(enabled=not args.no_progress, console=errors) as progress:
+            report = run_filters(Path(args.input), Path(args.output), plan, progress=progress)
+    except FilterError as exc:
+        errors.print(f"[red]invalid filter[/red] {exc}", highlight=False)
+        return INVALID
+    except StageFailed as exc:
+        errors.print(f"[red]failed:[/red] {exc}", highlight=False)
+        return FAILED
+    print_report(report.to_json(), console)
+    return OK if report.rows_out else NOTHING_USABLE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("-n", "--rows", type=int, default=3, help="rows shown per split (default: 3)")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("filter", help="run quality stages (heuristics, pii, grounding, decontaminate, dedup) "
+                                      "over a stage folder; rejects and drops per reason like `run`")
+    p.add_argument("input", help="a stage or ingest folder of a run (part-*.parquet)")
+    p.add_argument("-o", "--output", required=True, help="folder for one sub-folder per stage and report.json")
+    p.add_argument("--config", required=True, help="YAML: batch_size and a `stages:` list as in a pipeline")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_filter)
     return parser
 
 

@@ -8,6 +8,7 @@ Layout of a run folder::
     RUN_DIR/NN-stage/shard-NNNNN.json          that batch is complete (its counts)
     RUN_DIR/NN-stage/rejects.jsonl             every dropped row with its reason
     RUN_DIR/NN-stage/_stage.json               the stage is complete: fingerprints, version, config, counts
+    RUN_DIR/pipeline.yaml                      the pipeline file the run was started with
     RUN_DIR/report.json                        the run's report
 
 A stage's fingerprint hashes its name, config, its input's fingerprint and the curate version. A rerun skips a
@@ -68,7 +69,7 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def _file_state(path: Path | None) -> list:
+def file_state(path: Path | None) -> list:
     """Sizes and mtimes of the files under ``path``: a local source's fingerprint changes when its files do."""
     if path is None or not path.exists():
         return []
@@ -77,7 +78,7 @@ def _file_state(path: Path | None) -> list:
 
 
 def source_fingerprint(spec: SourceSpec) -> str:
-    return fingerprint(__version__, asdict(spec), _file_state(spec.path))
+    return fingerprint(__version__, asdict(spec), file_state(spec.path))
 
 
 def _prepare_dir(folder: Path, fp: str, resumable: bool) -> bool:
@@ -243,11 +244,15 @@ def run_stage(planned: PlannedStage, source: Path, folder: Path, input_fp: str, 
         if planned.workers > 1 and not stage.stateful:
             _run_parallel(stage, todo, planned.workers, sizes, record)
         else:
+            k = -1
             for k, batch in todo:
                 sizes[k] = len(next(iter(batch.values()))) if batch else 0
-                t0 = time.perf_counter()
-                out, counters = _apply(stage, batch)
-                record(k, out, counters, time.perf_counter() - t0)
+                record(k, *_timed_apply(stage, batch))
+            t0 = time.perf_counter()
+            tail = stage.finish()
+            if tail:
+                sizes[k + 1] = 0
+                record(k + 1, tail, dict(stage.counters), time.perf_counter() - t0)
     except StageFailed:
         raise
     except Exception as exc:
@@ -299,6 +304,7 @@ def run_plan(plan: Plan, force: str | None = None, progress: Progress | None = N
     """Run every step of ``plan``; ``force`` names a stage (or ``ingest``) to redo along with all after it."""
     started = time.perf_counter()
     plan.run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(plan.path, plan.run_dir / "pipeline.yaml")
     dirs = ["01-ingest"] + [p.dirname for p in plan.stages]
     if force is not None:
         names = ["ingest"] + [p.stage.name for p in plan.stages]
@@ -314,7 +320,8 @@ def run_plan(plan: Plan, force: str | None = None, progress: Progress | None = N
     source = plan.run_dir / dirs[0]
     for planned in plan.stages:
         folder = plan.run_dir / planned.dirname
-        stats, fp = run_stage(planned, source, folder, fp, plan.batch_size, progress)
+        planned.stage.run_dir = plan.run_dir
+        stats, fp = run_stage(planned, source, folder, fp, planned.batch_size or plan.batch_size, progress)
         all_stats.append(stats)
         source = folder
     report = RunReport(plan.name, str(plan.run_dir), __version__, time.perf_counter() - started, all_stats,

@@ -1,0 +1,203 @@
+"""The pdf connector on the real first-aid PDFs in shared/realdata/pdf and on broken files made at test time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pypdf
+import pytest
+from fpdf import FPDF
+from PIL import Image, ImageDraw
+
+from curate.ingest import pdf
+from curate.ingest.base import ConnectorError, Reject, SourceSpec
+
+REALDATA = Path(__file__).parents[1] / ".." / "shared" / "realdata" / "pdf"
+FM = REALDATA / "us_army_FM4-25.11_first_aid.pdf"
+PFA = REALDATA / "who_psychological_first_aid_field_workers_2011.pdf"
+WASH = REALDATA / "who_health_edrm_wash_factsheet_2017.pdf"
+FM_HEADER = "FM 4-25.11/NTRP 4-02.1/AFMAN 44-163(I)"
+TOURNIQUET = "A tourniquet is a constricting band placed around an arm or leg to control bleeding."  # page 47
+
+
+def ingest(path=None, **options) -> list:
+    spec = SourceSpec(name="firstaid", kind="pdf", license="public-domain", path=path, url=options.pop("url", None),
+                      sha256=options.pop("sha256", None))
+    return list(pdf.read(spec, pdf.Options(**options)))
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def fm_rows() -> dict[int, dict]:
+    rows = ingest(FM)
+    assert all(isinstance(row, dict) for row in rows)
+    return {row["page"]: row for row in rows}
+
+
+def test_fm_manual_pages_and_provenance(fm_rows):
+    assert sorted(fm_rows) == list(range(1, 228))  # 227 pages, none empty, numbered from 1
+    row = fm_rows[47]
+    assert row["kind"] == "page" and row["doc_id"] == "us_army_FM4-25.11_first_aid"
+    assert row["source"] == "firstaid" and row["license"] == "public-domain"
+    assert row["provenance"] == {"origin": str(FM), "revision": None, "locator": "page=47"}
+    assert json.loads(row["meta"]) == {"pages": 227}
+    assert len({row["id"] for row in fm_rows.values()}) == 227
+
+
+def test_fm_manual_known_text_on_known_page(fm_rows):
+    assert [page for page, row in fm_rows.items() if TOURNIQUET in flat(row["text"])] == [47]
+    assert "If a casualty’s heart stops beating, you must immediately seek medical help." in flat(fm_rows[31]["text"])
+
+
+def test_fm_manual_running_header_and_page_number_removed(fm_rows):
+    raw = pypdf.PdfReader(FM).pages[30].extract_text()  # printed page 2-9
+    assert raw.splitlines()[:2] == ["2-9", FM_HEADER]
+    text = fm_rows[31]["text"]
+    assert text.startswith("(4) After giving two slow breaths, which cause the chest to")
+    assert "2-9. Heartbeat" in text  # a real line with the same digits stays
+    assert not [page for page, row in fm_rows.items() if FM_HEADER in row["text"].splitlines()]
+
+
+def test_fm_manual_dehyphenation(fm_rows):
+    raw = pypdf.PdfReader(FM).pages[32].extract_text()
+    assert "uncon-\nsciousness" in raw
+    assert "unconsciousness" in fm_rows[33]["text"] and "uncon-" not in fm_rows[33]["text"]
+    assert "mouth-to-mouth" in fm_rows[48]["text"]  # a compound broken after its second hyphen keeps its hyphens
+    assert "blood-soaked" in fm_rows[19]["text"]  # both halves are words of the document
+
+
+def test_pypdfium2_engine_matches(fm_rows):
+    rows = {row["page"]: row for row in ingest(FM, engine="pypdfium2")}
+    assert sorted(rows) == sorted(fm_rows)
+    assert TOURNIQUET in flat(rows[47]["text"])
+    assert "unconsciousness" in rows[33]["text"]  # pdfium's own soft-hyphen marker is joined too
+    assert not [page for page, row in rows.items() if FM_HEADER in row["text"].splitlines()]
+
+
+def test_who_guides_ingest():
+    wash = ingest(WASH)
+    assert [row["page"] for row in wash] == [1, 2]
+    assert "WATER, SANITATION AND HYGIENE" in wash[0]["text"]
+    assert "person-to-person transmission" in wash[1]["text"]
+    raw = ingest(WASH, clean=False)
+    assert "December  2017" in raw[0]["text"] and "December 2017" in wash[0]["text"]
+
+    pfa = {row["page"]: row for row in ingest(PFA)}
+    assert len(pfa) > 55 and max(pfa) <= 64
+    assert "Psychological first aid: Guide for field workers" not in pfa[31]["text"]  # the alternating footer
+
+
+def make_bad_folder(folder: Path) -> None:
+    folder.mkdir()
+    shutil.copy(WASH, folder / "good.pdf")
+    (folder / "empty.pdf").write_bytes(b"")
+    data = WASH.read_bytes()
+    (folder / "truncated.pdf").write_bytes(data[: len(data) // 2])
+    (folder / "notes.pdf").write_text("minutes of the meeting\n" * 20)
+    scan = Image.new("RGB", (400, 120), "white")
+    ImageDraw.Draw(scan).text((20, 50), "Apply direct pressure to the wound", fill="black")
+    image_only = FPDF()
+    image_only.add_page()
+    image_only.image(scan, x=10, y=10, w=180)
+    image_only.output(str(folder / "scanned.pdf"))
+    short = FPDF()
+    short.add_page()
+    short.set_font("helvetica", size=12)
+    short.cell(text="Notes")
+    (folder / "sub").mkdir()
+    short.output(str(folder / "sub" / "short.pdf"))  # folders are searched recursively
+    for name, password in (("locked.pdf", "secret"), ("open.pdf", "")):
+        writer = pypdf.PdfWriter(clone_from=WASH)
+        writer.encrypt(user_password=password, owner_password="owner", algorithm="AES-256")
+        writer.write(folder / name)
+
+
+@pytest.mark.parametrize("engine", ["pypdf", "pypdfium2"])
+def test_bad_files_are_rejected_and_the_rest_go_on(tmp_path, engine):
+    make_bad_folder(tmp_path / "in")
+    out = ingest(tmp_path / "in", engine=engine)
+    rejects = {Path(r.locator).name: r for r in out if isinstance(r, Reject)}
+    assert {name: r.reason for name, r in rejects.items()} == {
+        "empty.pdf": "empty_file", "truncated.pdf": "corrupt_pdf", "notes.pdf": "not_pdf",
+        "scanned.pdf": "image_only", "locked.pdf": "encrypted", "short.pdf": "too_short",
+    }
+    assert "password" in rejects["locked.pdf"].detail and "OCR" in rejects["scanned.pdf"].detail
+    rows = [(row["doc_id"], row["page"]) for row in out if isinstance(row, dict)]
+    assert rows == [("good", 1), ("good", 2), ("open", 1), ("open", 2)]  # empty user password opens
+    good = [row["text"] for row in out if isinstance(row, dict)]
+    assert good[:2] == good[2:]
+
+
+def test_workers_give_the_same_rows(tmp_path):
+    folder = tmp_path / "in"
+    make_bad_folder(folder)
+    shutil.copy(WASH, folder / "wash.pdf")
+    serial = ingest(folder)
+    assert ingest(folder, workers=2) == serial
+    assert sum(isinstance(row, dict) for row in serial) == 6 and sum(isinstance(r, Reject) for r in serial) == 6
+
+
+def test_missing_pypdfium2_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pypdfium2", None)
+    with pytest.raises(ConnectorError, match=r"pip install 'curate\[fast\]'"):
+        ingest(WASH, engine="pypdfium2")
+
+
+def test_missing_path_and_empty_folder(tmp_path):
+    with pytest.raises(ConnectorError, match="does not exist"):
+        ingest(tmp_path / "nope")
+    with pytest.raises(ConnectorError, match="no .pdf files"):
+        ingest(tmp_path)
+
+
+def test_download_from_url_with_cache_and_sha256(tmp_path):
+    source = tmp_path / "wash_factsheet.pdf"
+    shutil.copy(WASH, source)
+    url = source.as_uri()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+
+    rows = ingest(url=url, cache_dir=cache)
+    assert [row["page"] for row in rows] == [1, 2] and rows[0]["doc_id"] == "wash_factsheet"
+    assert rows[0]["provenance"]["origin"] == url and json.loads(rows[0]["meta"])["sha256"] == digest
+    assert [p.name for p in cache.iterdir()] == [f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-wash_factsheet.pdf"]
+
+    source.unlink()  # the cached copy is used from now on
+    pinned = ingest(url=url, sha256=digest.upper(), cache_dir=cache)
+    assert [row["text"] for row in pinned] == [row["text"] for row in rows]
+    assert pinned[0]["provenance"]["revision"] == digest.upper()
+
+    (tmp_path / "other.pdf").write_bytes(b"%PDF-1.4 not the file we pinned")
+    with pytest.raises(ConnectorError, match=f"sha256 {hashlib.sha256(b'%PDF-1.4 not the file we pinned').hexdigest()}"
+                                             f", expected {'0' * 64}"):
+        ingest(url=(tmp_path / "other.pdf").as_uri(), sha256="0" * 64, cache_dir=cache)
+    assert len(list(cache.iterdir())) == 1  # nothing half-written or unverified is left in the cache
+    with pytest.raises(ConnectorError, match="cannot download"):
+        ingest(url=(tmp_path / "missing.pdf").as_uri(), cache_dir=cache)
+
+
+def test_clean_pages_on_synthetic_layout():
+    bodies = ["Rest the casualty.\nGive a treat-\nment and a\tcold-\nWeather note.", "Cool the burn with water.",
+              "Call for help now.\nKeep him warm.", "Check breathing again.\nLook, listen and feel."]
+    pages = [f"Field Manual {n}\n\n{body}  Then  wait.\n\n\n\nEnd of step {n}: {body[:9]}\n{n}"
+             for n, body in enumerate(bodies, 1)]
+    pages.append("Field Manual 5\nA self-\ncare line. self-care matters, face-to-\nface.\nv")
+    cleaned = pdf.clean_pages(pages)
+    assert cleaned[0] == ("Rest the casualty.\nGive a treatment and a cold-\nWeather note. Then wait.\n\n"
+                          "End of step 1: Rest the")
+    assert cleaned[4] == "A self-care line. self-care matters, face-to-face."
+    assert pdf.clean_pages(pages[:2])[0].startswith("Field Manual 1\n")  # too few pages to call a line running
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError):
+        pdf.Options(workers=0)
+    with pytest.raises(ValueError):
+        pdf.Options(egnine="pypdfium2")
