@@ -17,14 +17,16 @@ Example::
             return {**batch, "text": [t.upper() for t in batch["text"]]}
 
 A stage that needs a model loads it in ``setup()``, called once per worker before the first batch. A stage whose
-result depends on rows it has seen before (dedup) sets ``stateful = True``: the runner then feeds it every batch in
-order in one process and never resumes it half-way.
+result depends on rows it has seen before (dedup, chunking across pages, indexing) sets ``stateful = True``: the
+runner then feeds it every batch in order in one process, never resumes it half-way, and calls ``finish()`` after
+the last batch for any rows it still holds.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections import Counter
+from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
 import pyarrow as pa
@@ -52,6 +54,7 @@ class Stage:
     def __init__(self, config: dict | StageConfig | None = None):
         self.config = config if isinstance(config, self.Config) else self.Config.model_validate(config or {})
         self.counters: Counter = Counter()
+        self.run_dir: Path | None = None  # set by the runner: where sibling stages' outputs (e.g. an index) live
         self._ready = False
 
     def setup(self) -> None:
@@ -59,6 +62,10 @@ class Stage:
 
     def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
         raise NotImplementedError
+
+    def finish(self) -> dict[str, list] | None:
+        """Stateful stages: rows still held after the last batch (or None)."""
+        return None
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         if not self._ready:
@@ -68,7 +75,7 @@ class Stage:
 
     def __getstate__(self) -> dict:
         # Workers get the config, never a loaded model: they call setup() themselves.
-        return {"config": self.config, "counters": Counter(), "_ready": False}
+        return {"config": self.config, "counters": Counter(), "run_dir": self.run_dir, "_ready": False}
 
 
 class Filter(Stage):
@@ -103,6 +110,15 @@ def columns(row_list: Iterable[dict], keys: Iterable[str]) -> dict[str, list]:
 # name -> "module:Class". Imported on first use so that `curate run --dry-run` stays fast and light.
 STAGES: dict[str, str] = {
     "select": "curate.stages.select:Select",
+    "heuristics": "curate.quality.heuristics:Heuristics",
+    "grounding": "curate.quality.grounding:Grounding",
+    "dedup": "curate.quality.dedup:Dedup",
+    "decontaminate": "curate.quality.decontaminate:Decontaminate",
+    "pii": "curate.quality.pii:PII",
+    "chunk": "curate.rag.chunk:Chunk",
+    "index": "curate.rag.index:Index",
+    "synth_qa": "curate.rag.synth:SynthQA",
+    "synth_vqa": "curate.rag.vqa:SynthVQA",
 }
 
 

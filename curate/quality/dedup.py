@@ -1,0 +1,165 @@
+"""``dedup``: drop rows that repeat an earlier row exactly, nearly (MinHash LSH) or in meaning (embeddings).
+
+Stateful: the runner feeds every batch in order in one process, so the first occurrence is always the one kept and
+the result is the same on every run. Rows are compared across sources (a synthesized pair repeating a Hub pair is
+a duplicate) and across batches. Every row seen is remembered, dropped ones included, so a chain of small edits
+(A, A', A'') drops both later rows.
+
+What is compared: a conversation's ``field`` (``question``: user turns, ``answer``: assistant turns, ``both``),
+a page's or chunk's ``text``. Only rows whose kind is in ``kinds`` take part (default ``page``, ``chunk``, ``qa``:
+image rows are told apart by their pixels, not their captions); the others pass untouched (counter
+``not_compared``), as do rows without words (counter ``no_text``).
+
+Drop reasons, each with a JSON detail naming the earlier row it repeats (the most similar one; in a chain of edits
+that may itself be a dropped row, whose own detail leads on to the kept one):
+
+- ``exact_duplicate``: the same words after lower-casing and removing punctuation -> ``{"duplicate_of": id}``.
+- ``near_duplicate``: word-shingle Jaccard similarity >= ``threshold`` with an earlier row -> ``{"duplicate_of": id,
+  "jaccard": 0.93}``. Candidates come from MinHash LSH (``num_perm`` hashes; bands and rows chosen for ``threshold`` by
+  minimising the LSH false-positive and false-negative areas, the latter weighted ``fn_weight``, 0.8 by default since
+  candidates are confirmed anyway); a candidate is confirmed by the exact Jaccard of the shingle sets (``confirm:
+  exact``, the default, stores each row's shingles) or by the signature estimate (``confirm: estimate``, stores the
+  signatures).
+- ``semantic_duplicate`` (``semantic: true``, off by default): embedding cosine >= ``semantic_threshold`` with an
+  earlier row -> ``{"duplicate_of": id, "cosine": 0.97}``. Compares each row with all earlier ones (a matrix
+  product per batch), fine for some hundred thousand rows.
+
+Consumes ``id``, ``kind``, ``messages``, ``text``, ``caption``; produces no new columns.
+
+Example::
+
+    - stage: dedup
+      field: both
+      threshold: 0.7           # Jaccard of 3-word shingles
+      shingle_words: 3
+      num_perm: 128
+      semantic: false
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from curate.embed import embed, load_embedder
+from curate.quality.minhash import NearIndex
+from curate.quality.text import Field as TextField
+from curate.quality.text import normalise, row_text
+from curate.stage import DROP, DROP_DETAIL, Stage, StageConfig, rows
+
+
+class DedupConfig(StageConfig):
+    field: TextField = "both"
+    kinds: list[str] = ["page", "chunk", "qa"]
+    exact: bool = True
+    near: bool = True
+    threshold: float = Field(0.7, gt=0, le=1)
+    shingle_words: int = Field(3, ge=1, le=16)
+    num_perm: int = Field(128, ge=16, le=1024)
+    fn_weight: float = Field(0.8, gt=0, lt=1)
+    confirm: Literal["exact", "estimate"] = "exact"
+    seed: int = 1
+    semantic: bool = False
+    semantic_threshold: float = Field(0.95, gt=0, le=1)
+    model: str | None = None
+
+
+class Embeddings:
+    """A growing matrix of unit vectors (capacity doubles as rows are appended)."""
+
+    def __init__(self):
+        self._data: np.ndarray | None = None
+        self.size = 0
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self._data[: self.size] if self._data is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def append(self, vectors: np.ndarray) -> None:
+        if self._data is None:
+            self._data = np.empty((max(1024, len(vectors)), vectors.shape[1]), dtype=np.float32)
+        if self.size + len(vectors) > len(self._data):
+            grown = np.empty((max(2 * len(self._data), self.size + len(vectors)), self._data.shape[1]), np.float32)
+            grown[: self.size] = self.matrix
+            self._data = grown
+        self._data[self.size: self.size + len(vectors)] = vectors
+        self.size += len(vectors)
+
+
+class Dedup(Stage):
+    name = "dedup"
+    Config = DedupConfig
+    inputs = ("id", "kind", "messages", "text", "caption")
+    stateful = True
+
+    def setup(self) -> None:
+        c = self.config
+        self._exact: dict[bytes, str] = {}
+        self._near = NearIndex(c.threshold, c.num_perm, c.shingle_words, c.seed, c.confirm, c.fn_weight)
+        self._near_ids: list[str] = []
+        self._embeddings = Embeddings()
+        self._embedding_ids: list[str] = []
+        self._model = load_embedder(c.model) if c.semantic else None
+
+    def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
+        texts = self._texts(rows(batch))
+        n = len(texts)
+        reasons, details = [None] * n, [None] * n
+        steps = [(self.config.exact, self._exact_pass), (self.config.near, self._near_pass),
+                 (self.config.semantic, self._semantic_pass)]
+        for enabled, step in steps:
+            todo = [i for i in range(n) if texts[i] and not reasons[i]]
+            if enabled and todo:
+                step(todo, texts, batch["id"], reasons, details)
+        return {**batch, DROP: reasons, DROP_DETAIL: details}
+
+    def _texts(self, row_list: list[dict]) -> list[str | None]:
+        """The compared text of each row, None for rows that take no part."""
+        out = []
+        for row in row_list:
+            if row["kind"] not in self.config.kinds:
+                self.counters["not_compared"] += 1
+                out.append(None)
+                continue
+            text = normalise(row_text(row, self.config.field))
+            self.counters["no_text"] += not text
+            out.append(text or None)
+        return out
+
+    def _exact_pass(self, todo, texts, ids, reasons, details) -> None:
+        for i in todo:
+            key = hashlib.blake2b(texts[i].encode(), digest_size=16).digest()
+            if key in self._exact:
+                reasons[i], details[i] = "exact_duplicate", json.dumps({"duplicate_of": self._exact[key]})
+            else:
+                self._exact[key] = ids[i]
+
+    def _near_pass(self, todo, texts, ids, reasons, details) -> None:
+        sketches = self._near.sketch([texts[i] for i in todo])
+        for k, i in enumerate(todo):
+            match = self._near.best_match(sketches, k)
+            if match:
+                item, score = match
+                reasons[i] = "near_duplicate"
+                details[i] = json.dumps({"duplicate_of": self._near_ids[item], "jaccard": round(score, 4)})
+            self._near.add(sketches, k)
+            self._near_ids.append(ids[i])
+
+    def _semantic_pass(self, todo, texts, ids, reasons, details) -> None:
+        vectors = embed([texts[i] for i in todo], self._model)
+        earlier = self._embeddings.matrix
+        before = vectors @ earlier.T if len(earlier) else np.zeros((len(todo), 0), np.float32)
+        within = vectors @ vectors.T
+        for k, i in enumerate(todo):
+            scores = np.concatenate([before[k], within[k, :k]])
+            if len(scores) and scores.max() >= self.config.semantic_threshold:
+                j = int(np.argmax(scores))
+                first = self._embedding_ids[j] if j < len(earlier) else ids[todo[j - len(earlier)]]
+                reasons[i] = "semantic_duplicate"
+                details[i] = json.dumps({"duplicate_of": first, "cosine": round(float(scores[j]), 4)})
+        self._embeddings.append(vectors)
+        self._embedding_ids += [ids[i] for i in todo]
