@@ -248,6 +248,122 @@ def cmd_filter(args) -> int:
     return OK if report.rows_out else NOTHING_USABLE
 
 
+def _single_stage_report(name: str, out: Path, stats) -> dict:
+    from curate.runner import RunReport
+
+    return RunReport(name, str(out), __version__, stats.seconds, [stats], str(out), stats.rows_out).to_json()
+
+
+def cmd_index(args) -> int:
+    from curate.progress import Progress
+    from curate.rag import index_folder
+    from curate.report import print_report
+
+    source = Path(args.input)
+    if not any(source.glob("part-*.parquet")):
+        errors.print(f"[red]error:[/red] {source} holds no part-*.parquet rows (an ingest or stage folder)")
+        return INVALID
+    out = Path(args.output)
+    with Progress(enabled=not args.no_progress, console=errors) as progress:
+        stats, total = index_folder(source, out, {"size": args.size, "overlap": args.overlap},
+                                    embedding_model=args.embedding_model, progress=progress)
+    print_report(_single_stage_report(f"index {source}", out / "chunks", stats), console)
+    console.print(f"{total:,} chunks in {out / 'chroma'}")
+    return OK if total else NOTHING_USABLE
+
+
+def cmd_synth(args) -> int:
+    from pydantic import ValidationError
+
+    from curate.progress import Progress
+    from curate.rag import synth_folder
+    from curate.report import print_report
+    from curate.runner import StageFailed
+
+    index = Path(args.index)
+    if not (index / "chunks").is_dir() or not (index / "chroma").is_dir():
+        errors.print(f"[red]error:[/red] {index} is not an index folder (chunks/ and chroma/): run `curate index`")
+        return INVALID
+    config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    config.update({k: v for k, v in (("questions_per_chunk", args.questions), ("top_k", args.top_k)) if v})
+    try:
+        with Progress(enabled=not args.no_progress, console=errors) as progress:
+            stats = synth_folder(index, Path(args.output), config, args.batch_size, progress)
+    except ValidationError as exc:
+        errors.print(f"[red]invalid synth config[/red] {exc}", highlight=False)
+        return INVALID
+    except StageFailed as exc:
+        errors.print(f"[red]failed:[/red] {exc}", highlight=False)
+        return FAILED
+    print_report(_single_stage_report(f"synth {index}", Path(args.output), stats), console)
+    return OK if stats.rows_out else NOTHING_USABLE
+
+
+def cmd_finetune(args) -> int:
+    from rich.markup import escape
+
+    from curate.export.hub import PushError
+    from curate.train import FinetuneError, NothingToTrain, finetune, plan_finetune
+
+    try:
+        if args.dry_run:
+            plan = plan_finetune(args.recipe, args.data, args.output, args.overwrite)
+            console.print(finetune_table(plan))
+            for w in plan.warnings:
+                errors.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+            return OK
+        result = finetune(args.recipe, args.data, args.output, overwrite=args.overwrite, push=args.push,
+                          private=True if args.private else None)
+    except NothingToTrain as exc:
+        errors.print(f"[red]nothing to train:[/red] {escape(str(exc))}", highlight=False)
+        return NOTHING_USABLE
+    except FinetuneError as exc:
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return INVALID
+    except PushError as exc:
+        errors.print(f"[red]failed:[/red] {escape(str(exc))}", highlight=False)
+        return FAILED
+    except Exception as exc:  # training itself broke: say what, keep the traceback for -v
+        logging.getLogger("curate").debug("fine-tuning failed", exc_info=True)
+        errors.print(f"[red]failed:[/red] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+        return FAILED
+    train, evals = result.history["train"], result.history["eval"]
+    console.print(f"trained with {result.backend}: {len(train)} logged steps, loss {train[0]['loss']:.4f} -> "
+                  f"{train[-1]['loss']:.4f}" + (f", eval loss {evals[-1]['loss']:.4f}" if evals else "")
+                  + f"\nadapter: {result.output}" + (f"\npushed: {result.pushed}" if result.pushed else ""),
+                  highlight=False)
+    return OK
+
+
+def finetune_table(plan) -> Table:
+    r, d = plan.recipe, plan.data
+    table = Table(title=f"dry run: {r.name} -> {plan.output}", title_justify="left")
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    table.add_row("model", f"{r.model} ({r.modality}, {'4-bit, ' if r.load_in_4bit else ''}{r.train.precision})")
+    table.add_row("backend", f"{plan.backend} (recipe: {r.backend})")
+    table.add_row("lora", json.dumps(r.lora.model_dump(mode="json")))
+    table.add_row("train", json.dumps(r.train.model_dump(mode="json", exclude_none=True)))
+    table.add_row("data", f"{d.folder} [{d.format}]: {len(d.train):,} train rows, "
+                          f"{len(d.eval) if d.eval else 0:,} eval rows, sha256 {d.fingerprint['sha256'][:16]}")
+    return table
+
+
+def cmd_chat(args) -> int:
+    from rich.markup import escape
+
+    from curate.train.chat import ChatError, chat
+
+    try:
+        answer = chat(args.model, args.question, args.adapter, system=args.system, max_tokens=args.max_tokens,
+                      device=args.device)
+    except (ChatError, OSError, ValueError) as exc:
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return INVALID
+    console.print(answer, markup=False, highlight=False)
+    return OK if answer else NOTHING_USABLE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -285,6 +401,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("index", help="chunk page rows and index them in chromadb (idempotent)")
+    p.add_argument("input", help="a folder of rows (part-*.parquet), e.g. from `curate ingest`")
+    p.add_argument("-o", "--output", required=True, help="index folder (chunks/ and chroma/)")
+    p.add_argument("--size", type=int, default=200, help="chunk size in embedding-model tokens")
+    p.add_argument("--overlap", type=int, default=40)
+    p.add_argument("--embedding-model", help="sentence-transformers model path (default: embedded MiniLM)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("synth", help="grounded QA pairs from an index (resumable)")
+    p.add_argument("index", help="index folder made by `curate index`")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--config", help="YAML of synth_qa options (llm, prompt, sampling, ...)")
+    p.add_argument("--questions", type=int, help="questions per chunk")
+    p.add_argument("--top-k", type=int, help="passages retrieved per question")
+    p.add_argument("--batch-size", type=int, default=8, help="chunks per checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_synth)
+
     p = sub.add_parser("export", help="export a run or stage folder as an SFT dataset folder (load_dataset, Hub)")
     p.add_argument("source", metavar="RUN_OR_DIR", help="a run folder (its last stage is used) or a stage folder")
     p.add_argument("-o", "--output", required=True, help="the artifact folder to write")
@@ -321,6 +456,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML: batch_size and a `stages:` list as in a pipeline")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("finetune", help="LoRA-train a Gemma recipe (finetune/*.yaml) on an export folder")
+    p.add_argument("recipe", help="recipe YAML, e.g. finetune/gemma3-270m-cpu-lora.yaml")
+    p.add_argument("--data", required=True, help="an export folder (curate export -o DIR)")
+    p.add_argument("-o", "--output", help="output folder (default: runs/finetune/<recipe name>)")
+    p.add_argument("--dry-run", action="store_true", help="validate the recipe, data and backend; load no model")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--push", metavar="ORG/NAME", help="upload the output folder to this Hub model repo")
+    p.add_argument("--private", action="store_true", help="create the pushed repo private")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("chat", help="answer a question with a base model, or with a fine-tuned adapter")
+    p.add_argument("model", help="embedded (the Gemma 3 270M), a .gguf path, a model folder or a Hub id")
+    p.add_argument("question")
+    p.add_argument("--adapter", help="an output folder of curate finetune")
+    p.add_argument("--system", help="system text (folded into the user turn)")
+    p.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    p.set_defaults(func=cmd_chat)
     return parser
 
 

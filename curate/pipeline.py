@@ -15,8 +15,9 @@ Example (``pipelines/*.yaml``)::
         kinds: [page]
         min_chars: 200
 
-Every stage entry is ``stage: NAME`` plus that stage's config keys (and optionally ``name:`` for its folder and
-``workers:`` for parallel batches). Unknown keys anywhere are errors, so ``curate run --dry-run`` catches typos.
+Every stage entry is ``stage: NAME`` plus that stage's config keys (and optionally ``name:`` for its folder,
+``workers:`` for parallel batches and ``batch_size:`` for rows per batch: small batches checkpoint slow stages
+often). Unknown keys anywhere are errors, so ``curate run --dry-run`` catches typos.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class PlannedStage:
     dirname: str
     stage: Stage
     workers: int = 1
+    batch_size: int | None = None
 
 
 @dataclass
@@ -164,6 +166,7 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
         name = entry.pop("stage", None)
         label = entry.pop("name", name)
         workers = int(entry.pop("workers", 1))
+        batch_size = entry.pop("batch_size", None)
         try:
             stage = stage_class(name)(entry)
         except (LookupError, ValidationError, ImportError) as exc:
@@ -173,7 +176,7 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
         if missing:
             problems.append(f"stage {i} ({name}) needs column(s) {missing} that no earlier stage produces")
         available |= set(stage.outputs)
-        stages.append(PlannedStage(f"{i:02d}-{label}", stage, workers))
+        stages.append(PlannedStage(f"{i:02d}-{label}", stage, workers, batch_size and int(batch_size)))
     if problems:
         raise PipelineError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
     out = _resolve_path(spec.run_dir, base) if spec.run_dir else Path("runs") / spec.name

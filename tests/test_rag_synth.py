@@ -1,0 +1,112 @@
+"""Grounded QA synthesis with the real embedded Gemma (llama.cpp) on real FM 4-25.11 pages, and its resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from curate.ingest import read_source
+from curate.ingest.base import SourceSpec
+from curate.io import read_jsonl, write_parquet
+from curate.rag import index_folder, synth_folder
+from curate.rag.index import ChunkIndex
+from curate.rag.synth import parse_answer, parse_questions
+from curate.schema import ARROW_SCHEMA
+
+FM = "pdf/us_army_FM4-25.11_first_aid.pdf"
+PAGES = (47, 48)  # bleeding control with a tourniquet
+SYNTH = {"questions_per_chunk": 1, "top_k": 2}
+REASONS = {"insufficient_context", "no_citation", "copied_example", "malformed_questions", "malformed_answer"}
+
+
+def read(folder: Path) -> list[dict]:
+    files = sorted(folder.glob("part-*.parquet"))
+    return pq.read_table(files).to_pylist() if files else []
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory, realdata):
+    tmp = tmp_path_factory.mktemp("synth")
+    spec = SourceSpec(name="fm-4-25-11", kind="pdf", path=realdata / FM, license="public-domain")
+    pages = [r for r in read_source(spec) if isinstance(r, dict) and r["page"] in PAGES]
+    (tmp / "pages").mkdir()
+    write_parquet(tmp / "pages" / "part-00000.parquet", {c: [p[c] for p in pages] for c in ARROW_SCHEMA.names},
+                  ARROW_SCHEMA)
+    stats, total = index_folder(tmp / "pages", tmp / "index", {"size": 160, "overlap": 20})
+    assert total == stats.rows_out >= 3
+    return tmp / "index"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(index_dir):
+    out = index_dir.parent / "synth-a"
+    stats = synth_folder(index_dir, out, SYNTH, batch_size=1)
+    return out, stats
+
+
+def test_pairs_are_grounded_in_cited_chunks(uninterrupted, index_dir, realdata):
+    out, stats = uninterrupted
+    chunks = {c["id"]: c for c in read(index_dir / "chunks")}
+    rows = read(out)
+    rejects = read_jsonl(out / "rejects.jsonl")
+    assert stats.rows_in == len(chunks) and stats.counters["tokens_generated"] > 0
+    assert len(rows) + len(rejects) >= 1
+    assert {r["reason"] for r in rejects} <= REASONS
+    for r in rejects:
+        if r["reason"].startswith("malformed"):
+            assert r["detail"]  # the raw model output is kept
+    page_text = {p["page"]: p["text"] for p in read(index_dir.parent / "pages")}
+    for row in rows:
+        assert row["kind"] == "qa" and [m["role"] for m in row["messages"]] == ["user", "assistant"]
+        assert row["messages"][0]["content"].endswith("?") and row["citations"]
+        for cite in row["citations"]:
+            chunk = chunks[cite["chunk_id"]]  # every citation resolves to a real chunk ...
+            assert chunk["text"] in row["context"]
+            span = "\n\n".join(page_text[n] for n in range(cite["page"], cite["page_end"] + 1))
+            assert chunk["text"] in span  # ... whose text is in the PDF pages it names
+        meta = json.loads(row["meta"])
+        assert meta["generator"]["backend"] == "llamacpp" and len(meta["prompt"]["sha256"]) == 64
+        assert meta["chunk_id"] in chunks
+
+
+def test_killed_synthesis_resumes_to_identical_rows(uninterrupted, index_dir):
+    out_a, _ = uninterrupted
+    out_b = index_dir.parent / "synth-b"
+    code = ("import sys; from pathlib import Path; from curate.rag import synth_folder; "
+            f"synth_folder(Path(sys.argv[1]), Path(sys.argv[2]), {SYNTH!r}, batch_size=1)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(index_dir), str(out_b)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 300
+    while not (out_b / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out_b / "_stage.json").exists(), "the run finished before it could be killed"
+    synth_folder(index_dir, out_b, SYNTH, batch_size=1)
+    assert read(out_b) == read(out_a)
+    assert read_jsonl(out_b / "rejects.jsonl") == read_jsonl(out_a / "rejects.jsonl")
+
+
+def test_index_of_the_run_answers_questions_by_retrieval(index_dir):
+    hits = ChunkIndex(index_dir / "chroma", create=False).query(["When should a tourniquet be used?"], k=2)[0]
+    assert any("tourniquet" in h.text.lower() for h in hits)
+
+
+def test_parsers_reject_malformed_and_copied_output():
+    examples = ("How should a bee stinger be removed?",)
+    assert parse_questions('{"questions": ["How is a tourniquet applied?"]}', 2, 10) == ["How is a tourniquet applied?"]
+    assert parse_questions('{"questions": ["How should a bee stinger be removed?"]}', 1, 10, examples) is None
+    assert parse_questions('{"questions": ["no question mark"]}', 1, 5) is None
+    assert parse_questions('{"questions": "x"}', 1, 5) is None and parse_questions("not json", 1, 5) is None
+    assert parse_answer('{"answer": "Apply it\\nabove the wound.", "sources": [1, 7]}', 3) == \
+        ("Apply it above the wound.", [1])
+    assert parse_answer('{"answer": "Raw\nnewline", "sources": []}', 3) == ("Raw newline", [])
+    assert parse_answer('{"answer": "cut off', 3) is None
