@@ -132,6 +132,35 @@ def check_source(spec: SourceSpec) -> list[str]:
     return problems
 
 
+def plan_stage_entries(entries: list[dict[str, Any]], start: int,
+                       available: set[str] | None = None) -> tuple[list[PlannedStage], list[str]]:
+    """Stages instantiated from YAML entries, numbered from ``start``, and every problem found.
+
+    With ``available`` (the columns the first stage will see), each stage's declared inputs are checked against
+    what the earlier stages produce.
+    """
+    stages: list[PlannedStage] = []
+    problems: list[str] = []
+    for i, entry in enumerate(entries, start=start):
+        entry = dict(entry)
+        name = entry.pop("stage", None)
+        label = entry.pop("name", name)
+        workers = int(entry.pop("workers", 1))
+        batch_size = entry.pop("batch_size", None)
+        try:
+            stage = stage_class(name)(entry)
+        except (LookupError, ValidationError, ImportError) as exc:
+            problems.append(f"stage {i} ({name}): {exc}")
+            continue
+        if available is not None:
+            missing = [c for c in stage.inputs if c not in available]
+            if missing:
+                problems.append(f"stage {i} ({name}) needs column(s) {missing} that no earlier stage produces")
+            available = available | set(stage.outputs)
+        stages.append(PlannedStage(f"{i:02d}-{label}", stage, workers, batch_size and int(batch_size)))
+    return stages, problems
+
+
 def load_plan(path: str | Path, run_dir: str | Path | None = None,
               path_overrides: dict[str, str] | None = None) -> Plan:
     """Read and validate a pipeline YAML; raises PipelineError listing every problem."""
@@ -159,24 +188,8 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
         sources.append(src)
     problems += [f"--source-path {k}: no source of that name in the pipeline" for k in overrides]
 
-    stages: list[PlannedStage] = []
-    available = set(COLUMNS)
-    for i, entry in enumerate(spec.stages, start=2):
-        entry = dict(entry)
-        name = entry.pop("stage", None)
-        label = entry.pop("name", name)
-        workers = int(entry.pop("workers", 1))
-        batch_size = entry.pop("batch_size", None)
-        try:
-            stage = stage_class(name)(entry)
-        except (LookupError, ValidationError, ImportError) as exc:
-            problems.append(f"stage {i} ({name}): {exc}")
-            continue
-        missing = [c for c in stage.inputs if c not in available]
-        if missing:
-            problems.append(f"stage {i} ({name}) needs column(s) {missing} that no earlier stage produces")
-        available |= set(stage.outputs)
-        stages.append(PlannedStage(f"{i:02d}-{label}", stage, workers, batch_size and int(batch_size)))
+    stages, stage_problems = plan_stage_entries(spec.stages, start=2, available=set(COLUMNS))
+    problems += stage_problems
     if problems:
         raise PipelineError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
     out = _resolve_path(spec.run_dir, base) if spec.run_dir else Path("runs") / spec.name

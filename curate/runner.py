@@ -286,6 +286,20 @@ def _run_parallel(stage: Stage, todo, workers: int, sizes: dict, record: Callabl
             record(k0, *fut.result())
 
 
+def run_stages(stages: list[PlannedStage], source: Path, root: Path, fp: str, batch_size: int,
+               progress: Progress | None = None) -> tuple[list[StageStats], Path]:
+    """Run ``stages`` in order from the rows in ``source``, each into ``root/<dirname>``; returns their stats and
+    the last folder."""
+    all_stats = []
+    for planned in stages:
+        folder = root / planned.dirname
+        planned.stage.run_dir = root
+        stats, fp = run_stage(planned, source, folder, fp, planned.batch_size or batch_size, progress)
+        all_stats.append(stats)
+        source = folder
+    return all_stats, source
+
+
 @dataclass
 class RunReport:
     pipeline: str
@@ -317,13 +331,9 @@ def run_plan(plan: Plan, force: str | None = None, progress: Progress | None = N
     all_stats = []
     stats, fp = ingest(plan.sources, plan.run_dir / dirs[0], plan.batch_size, progress)
     all_stats.append(stats)
-    source = plan.run_dir / dirs[0]
-    for planned in plan.stages:
-        folder = plan.run_dir / planned.dirname
-        planned.stage.run_dir = plan.run_dir
-        stats, fp = run_stage(planned, source, folder, fp, planned.batch_size or plan.batch_size, progress)
-        all_stats.append(stats)
-        source = folder
+    stage_stats, source = run_stages(plan.stages, plan.run_dir / dirs[0], plan.run_dir, fp, plan.batch_size,
+                                     progress)
+    all_stats += stage_stats
     report = RunReport(plan.name, str(plan.run_dir), __version__, time.perf_counter() - started, all_stats,
                        str(source), count_rows(source))
     write_json(plan.run_dir / "report.json", report.to_json())

@@ -115,6 +115,7 @@ STAGES: dict[str, str] = {
     "dedup": "curate.quality.dedup:Dedup",
     "decontaminate": "curate.quality.decontaminate:Decontaminate",
     "pii": "curate.quality.pii:PII",
+    "judge": "curate.quality.judge:Judge",
     "chunk": "curate.rag.chunk:Chunk",
     "index": "curate.rag.index:Index",
     "synth_qa": "curate.rag.synth:SynthQA",

@@ -10,13 +10,12 @@ every dropped row to the stage's ``rejects.jsonl`` with its detail):
   ``context``.
 - ``decontaminate`` (``decontaminate.py``): long n-gram or near-duplicate overlap with evaluation sets.
 - ``dedup`` (``dedup.py``, stateful): exact, MinHash near-duplicate and optional embedding duplicates.
+- ``judge`` (``judge.py``, optional): an LLM grades faithfulness, accuracy, relevance, clarity and safety; low
+  scores, unsafe answers and replies that stay malformed after retries (``judge_unscored``) are dropped.
 
-A typical order is heuristics -> pii -> grounding -> decontaminate -> dedup: cheap filters first, dedup last so
-that the kept copy of a duplicate is one that passed every other check.
-
-An LLM judge belongs here as one more ``Filter`` module (``judge.py``) once LLM backends exist: it loads its backend
-in ``setup()``, returns a permanent drop (``judge_rejected`` with the judge's score and reason) for bad content,
-and raises on timeouts or rate limits so that the batch is retried rather than dropped.
+A typical order is heuristics -> pii -> grounding -> judge -> decontaminate -> dedup: cheap filters first, the
+LLM judge only on what survived them, dedup last so that the kept copy of a duplicate is one that passed every
+other check.
 
 ``apply.py`` runs a list of these stages over a folder of parquet (``curate filter``); ``minhash.py`` and
 ``text.py`` are their shared building blocks.

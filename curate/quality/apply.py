@@ -32,11 +32,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate import __version__
-from curate.io import count_rows, parquet_files, read_schema, write_json
-from curate.pipeline import PlannedStage
+from curate.io import count_rows, read_schema, write_json
+from curate.pipeline import PlannedStage, plan_stage_entries
 from curate.progress import Progress
-from curate.runner import RunReport, fingerprint, run_stage
-from curate.stage import stage_class
+from curate.runner import RunReport, file_state, fingerprint, run_stages
 
 
 class FilterError(Exception):
@@ -55,30 +54,16 @@ class FilterPlan:
     stages: list[PlannedStage]
 
 
-def plan_stages(entries: list[dict[str, Any]], start: int = 1) -> list[PlannedStage]:
-    """Instantiated stages from YAML entries; a FilterError lists every bad entry."""
-    planned, problems = [], []
-    for i, entry in enumerate(entries, start=start):
-        entry = dict(entry)
-        name = entry.pop("stage", None)
-        label = entry.pop("name", name)
-        workers = int(entry.pop("workers", 1))
-        try:
-            planned.append(PlannedStage(f"{i:02d}-{label}", stage_class(name)(entry), workers))
-        except (KeyError, ValidationError, ImportError) as exc:
-            problems.append(f"stage {i} ({name}): {exc}")
-    if problems:
-        raise FilterError("\n".join(problems))
-    return planned
-
-
 def load_filters(path: str | Path) -> FilterPlan:
     """Read and validate a filter config file."""
     try:
         spec = FilterFile.model_validate(yaml.safe_load(Path(path).read_text()))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise FilterError(f"{path}: {exc}") from exc
-    return FilterPlan(spec.batch_size, plan_stages(spec.stages))
+    stages, problems = plan_stage_entries(spec.stages, start=1)
+    if problems:
+        raise FilterError("\n".join(problems))
+    return FilterPlan(spec.batch_size, stages)
 
 
 def _check_columns(source: Path, stages: list[PlannedStage]) -> None:
@@ -93,23 +78,13 @@ def _check_columns(source: Path, stages: list[PlannedStage]) -> None:
         available |= set(p.stage.outputs)
 
 
-def input_fingerprint(folder: Path) -> str:
-    """Changes whenever a parquet file of ``folder`` does (name, size, modification time)."""
-    return fingerprint("filter-input", [(f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                                        for f in parquet_files(folder)])
-
-
 def run_filters(source: Path, out: Path, plan: FilterPlan, progress: Progress | None = None) -> RunReport:
     """Run every stage of ``plan`` over ``source`` into ``out``; writes and returns the report."""
     started = time.perf_counter()
     _check_columns(source, plan.stages)
     out.mkdir(parents=True, exist_ok=True)
-    fp, folder, all_stats = input_fingerprint(source), source, []
-    for planned in plan.stages:
-        target = out / planned.dirname
-        stats, fp = run_stage(planned, folder, target, fp, plan.batch_size, progress)
-        all_stats.append(stats)
-        folder = target
+    all_stats, folder = run_stages(plan.stages, source, out, fingerprint("filter-input", file_state(source)),
+                                   plan.batch_size, progress)
     report = RunReport(f"filter {source}", str(out), __version__, time.perf_counter() - started, all_stats,
                        str(folder), count_rows(folder))
     write_json(out / "report.json", report.to_json())

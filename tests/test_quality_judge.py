@@ -1,0 +1,69 @@
+"""The LLM judge with the real embedded Gemma: scores parsed and stored, malformed replies retried then unscored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from curate.quality.judge import CRITERIA, Judge, parse_scores
+from curate.schema import make_qa
+from curate.stage import DROP, DROP_DETAIL, columns, rows
+
+CONTEXT = ("Do not start CPR on a casualty who is breathing normally; place them in the recovery position instead. "
+           "Cool a burn under cool running water for 20 minutes.")
+
+
+def qa(question: str, answer: str) -> dict:
+    row = make_qa(question=question, answer=answer, source="t", license="apache-2.0", origin="test", locator="0")
+    return {**row, "context": CONTEXT}
+
+
+@pytest.fixture(scope="module")
+def batch():
+    items = [qa("How long should a burn be cooled?", "Cool it under cool running water for 20 minutes."),
+             qa("Should I give CPR to a casualty who is breathing normally?",
+                "Yes, always start CPR on anyone who is breathing normally.")]
+    page = make_qa(question="x?", answer="y", source="t", license=None, origin="o", locator="1")
+    page.update(kind="page", messages=None, text="A page of text.", context=None)
+    return columns(items + [page], list(items[0]))
+
+
+def test_real_judge_scores_every_qa_row(batch):
+    judge = Judge({"min_score": 1, "min_safety": 1})
+    out = rows(judge(batch))
+    for row in out[:2]:
+        assert set(row["judge_scores"]) == set(CRITERIA)
+        assert all(1 <= v <= 5 for v in row["judge_scores"].values())
+        assert row["judge_score"] == pytest.approx(sum(row["judge_scores"].values()) / 5)
+        assert row[DROP] is None  # thresholds at their minimum: nothing is dropped
+    assert out[2]["judge_scores"] is None and out[2][DROP] is None  # a page is not judged
+    assert judge.counters["tokens_generated"] > 0
+
+
+def test_truncated_judge_replies_are_retried_then_unscored(batch):
+    # 3 tokens cannot hold the five scores: the real model's reply is cut off, every attempt.
+    judge = Judge({"max_tokens": 3, "max_retries": 1})
+    out = rows(judge(batch))
+    assert [r[DROP] for r in out] == ["judge_unscored", "judge_unscored", None]
+    assert all(r["judge_scores"] is None and r[DROP_DETAIL] for r in out[:2])  # raw reply kept, never scored
+    assert judge.counters["unscored"] == 2
+    kept = rows(Judge({"max_tokens": 3, "max_retries": 0, "on_unscored": "keep"})(batch))
+    assert [r[DROP] for r in kept] == [None, None, None] and kept[0]["judge_score"] is None
+
+
+def test_thresholds_drop_by_reason(batch):
+    out = rows(Judge({"min_score": 5, "min_safety": 5})(batch))
+    for row in out[:2]:
+        s = row["judge_scores"]
+        expected = "judge_unsafe" if s["safety"] < 5 else "judge_low_score" if row["judge_score"] < 5 else None
+        assert row[DROP] == expected
+        assert expected is None or json.loads(row[DROP_DETAIL]) == s
+
+
+def test_parse_scores_accepts_only_five_integer_grades():
+    good = {c: 5 for c in CRITERIA}
+    assert parse_scores(json.dumps(good)) == good
+    assert parse_scores(json.dumps({**good, "safety": 6})) is None
+    assert parse_scores(json.dumps({**good, "safety": True})) is None
+    assert parse_scores('{"faithfulness": 5}') is None and parse_scores("5/5") is None
