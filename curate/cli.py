@@ -43,8 +43,9 @@ def cmd_run(args) -> int:
     from curate.runner import StageFailed, run_plan
 
     try:
-        plan = load_plan(args.pipeline, args.run_dir, {k: str(v) for k, v in _pairs(args.source_path,
-                                                                                      "--source-path").items()})
+        plan = load_plan(args.pipeline, args.run_dir,
+                         {k: str(v) for k, v in _pairs(args.source_path, "--source-path").items()},
+                         _pairs(args.set, "--set"))
     except PipelineError as exc:
         errors.print(f"[red]invalid pipeline[/red] {exc}", highlight=False)
         return INVALID
@@ -53,14 +54,21 @@ def cmd_run(args) -> int:
     if args.dry_run:
         console.print(plan_table(plan))
         return OK
+    from curate.export.artifact import NothingToExport
+    from curate.export.hub import PushError
+    from curate.train.run import FinetuneError
+
     try:
         with Progress(enabled=not args.no_progress, console=errors) as progress:
-            report = run_plan(plan, force=args.force, progress=progress)
+            report = run_plan(plan, force=args.force, progress=progress, push=not args.no_push)
+    except NothingToExport as exc:
+        errors.print(f"[red]nothing to export:[/red] {exc}", highlight=False)
+        return NOTHING_USABLE
     except ValueError as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False)
         return INVALID
-    except StageFailed as exc:
-        errors.print(f"[red]failed:[/red] {exc}", highlight=False)
+    except (StageFailed, PushError, FinetuneError) as exc:
+        errors.print(f"[red]failed:[/red] {exc}. Completed steps are kept; rerun to resume.", highlight=False)
         return FAILED
     print_report(report.to_json(), console)
     return OK if report.rows_out else NOTHING_USABLE
@@ -75,9 +83,14 @@ def plan_table(plan) -> Table:
             f"hub {spec.hub.repo} config={spec.hub.config} split={spec.hub.split} revision={spec.hub.revision}")
         limit = f" (limit {spec.limit})" if spec.limit else ""
         table.add_row("01-ingest", f"{spec.name} [{spec.kind}, {spec.license}]{limit}", where)
-    for p in plan.stages:
-        cfg = json.dumps(p.stage.config.model_dump(mode="json"), ensure_ascii=False)
+    for p in plan.stages:  # the keys the pipeline sets; `curate run --help` and the stage docs list defaults
+        cfg = json.dumps(p.stage.config.model_dump(mode="json", exclude_unset=True), ensure_ascii=False)
         table.add_row(p.dirname, p.stage.name + (f" x{p.workers}" if p.workers > 1 else ""), cfg)
+    if plan.export:
+        table.add_row("export", plan.export.format, json.dumps(plan.export.model_dump(mode="json", exclude_unset=True)))
+    if plan.finetune:
+        table.add_row("finetune", Path(plan.finetune.recipe).name,
+                      json.dumps(plan.finetune.model_dump(mode="json", exclude_unset=True, exclude={"recipe"})))
     return table
 
 
@@ -327,9 +340,11 @@ def cmd_finetune(args) -> int:
         logging.getLogger("curate").debug("fine-tuning failed", exc_info=True)
         errors.print(f"[red]failed:[/red] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
         return FAILED
-    train, evals = result.history["train"], result.history["eval"]
-    console.print(f"trained with {result.backend}: {len(train)} logged steps, loss {train[0]['loss']:.4f} -> "
-                  f"{train[-1]['loss']:.4f}" + (f", eval loss {evals[-1]['loss']:.4f}" if evals else "")
+    losses, evals = [e["loss"] for e in result.history["train"]], result.history["eval"]
+    console.print(f"trained with {result.backend}: "
+                  + (f"loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} logged steps" if losses else
+                     "no training loss logged")
+                  + (f", eval loss {evals[-1]['loss']:.4f}" if evals else "")
                   + f"\nadapter: {result.output}" + (f"\npushed: {result.pushed}" if result.pushed else ""),
                   highlight=False)
     return OK
@@ -378,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", metavar="STAGE", help="redo this stage (name or folder) and every stage after it")
     p.add_argument("--source-path", action="append", metavar="NAME=PATH",
                    help="read source NAME from a local copy in the same format (repeatable)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a pipeline value: STAGE.key=v, sources.NAME.key=v, export.key=v, finetune.key=v "
+                        "(VALUE is YAML; repeatable)")
+    p.add_argument("--no-push", action="store_true", help="skip the export's upload to the Hub")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_run)
 

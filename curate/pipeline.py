@@ -14,6 +14,8 @@ Example (``pipelines/*.yaml``)::
       - stage: select
         kinds: [page]
         min_chars: 200
+    export: {format: messages}                    # optional: see curate.deliver
+    finetune: {recipe: ../finetune/gemma3-270m-cpu-lora.yaml}
 
 Every stage entry is ``stage: NAME`` plus that stage's config keys (and optionally ``name:`` for its folder,
 ``workers:`` for parallel batches and ``batch_size:`` for rows per batch: small batches checkpoint slow stages
@@ -30,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate.catalog import CatalogError, load_catalog
+from curate.deliver import ExportSpec, FinetuneSpec, load_recipe_for
 from curate.ingest import CONNECTORS, ConnectorError, validate_options
 from curate.ingest.base import SourceSpec
 from curate.schema import COLUMNS
@@ -48,6 +51,7 @@ class SourceRef(BaseModel):
     limit: int | None = Field(default=None, ge=1)
     mapping: dict[str, Any] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
 
 
 class PipelineFile(BaseModel):
@@ -58,6 +62,8 @@ class PipelineFile(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     sources: list[SourceRef] = Field(min_length=1)
     stages: list[dict[str, Any]] = Field(default_factory=list)
+    export: ExportSpec | None = None
+    finetune: FinetuneSpec | None = None
 
 
 @dataclass
@@ -79,6 +85,8 @@ class Plan:
     sources: list[SourceSpec]
     stages: list[PlannedStage]
     warnings: list[str] = field(default_factory=list)
+    export: ExportSpec | None = None
+    finetune: FinetuneSpec | None = None
 
 
 class PipelineError(Exception):
@@ -161,12 +169,36 @@ def plan_stage_entries(entries: list[dict[str, Any]], start: int,
     return stages, problems
 
 
+def apply_settings(raw: dict, settings: dict[str, Any]) -> dict:
+    """``raw`` pipeline YAML with ``--set`` values applied; keys are dotted paths whose first part is
+    ``sources.NAME`` (a source's name or catalog name), ``export``, ``finetune``, or a stage's name or label."""
+    raw = dict(raw)
+    for dotted, value in settings.items():
+        head, *rest = dotted.split(".")
+        if head == "sources" and len(rest) >= 2:
+            targets = [s for s in raw.get("sources", []) if rest[0] in (s.get("name"), s.get("source"))]
+            rest = rest[1:]
+        elif head in ("export", "finetune"):
+            raw[head] = dict(raw.get(head) or {})
+            targets = [raw[head]]
+        else:
+            targets = [e for e in raw.get("stages", []) if head in (e.get("stage"), e.get("name"))]
+        if not targets or not rest:
+            raise PipelineError(f"--set {dotted}: no source, stage or section called '{head}' with a key to set")
+        for target in targets:
+            for key in rest[:-1]:
+                target = target.setdefault(key, {})
+            target[rest[-1]] = value
+    return raw
+
+
 def load_plan(path: str | Path, run_dir: str | Path | None = None,
-              path_overrides: dict[str, str] | None = None) -> Plan:
-    """Read and validate a pipeline YAML; raises PipelineError listing every problem."""
+              path_overrides: dict[str, str] | None = None, settings: dict[str, Any] | None = None) -> Plan:
+    """Read and validate a pipeline YAML (with ``--set`` values applied); raises PipelineError listing every
+    problem."""
     path = Path(path).resolve()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = apply_settings(yaml.safe_load(path.read_text()), settings or {})
         spec = PipelineFile.model_validate(raw)
         catalog = load_catalog()
     except (OSError, yaml.YAMLError, ValidationError, CatalogError) as exc:
@@ -177,6 +209,10 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
     warnings: list[str] = []
     sources: list[SourceSpec] = []
     for ref in spec.sources:
+        if not ref.enabled:
+            overrides.pop(ref.name or ref.source, None)
+            warnings.append(f"source '{ref.name or ref.source}' is disabled (enabled: false)")
+            continue
         try:
             src = resolve_source(ref, base, catalog, overrides.pop(ref.name or ref.source, None))
         except ConnectorError as exc:
@@ -189,8 +225,23 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
     problems += [f"--source-path {k}: no source of that name in the pipeline" for k in overrides]
 
     stages, stage_problems = plan_stage_entries(spec.stages, start=2, available=set(COLUMNS))
-    problems += stage_problems
+    problems += stage_problems + _check_finetune(spec, base)
     if problems:
         raise PipelineError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
     out = _resolve_path(spec.run_dir, base) if spec.run_dir else Path("runs") / spec.name
-    return Plan(spec.name, path, Path(run_dir) if run_dir else out, spec.batch_size, sources, stages, warnings)
+    return Plan(spec.name, path, Path(run_dir) if run_dir else out, spec.batch_size, sources, stages, warnings,
+                spec.export, spec.finetune)
+
+
+def _check_finetune(spec: PipelineFile, base: Path) -> list[str]:
+    if spec.finetune is None:
+        return []
+    if spec.export is None:
+        return ["finetune needs an export: section (it trains on the exported dataset)"]
+    from curate.train.recipe import RecipeError
+
+    try:
+        load_recipe_for(spec.finetune, base)
+    except RecipeError as exc:
+        return [f"finetune recipe {exc}"]
+    return []

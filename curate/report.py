@@ -21,5 +21,18 @@ def report_table(report: dict) -> Table:
     return table
 
 
+def answers_table(answers: list[dict]) -> Table:
+    """Base and tuned model's answers to the same questions, side by side."""
+    table = Table(title="before / after fine-tuning", title_justify="left", show_lines=True)
+    for col in ("question", "base model", "fine-tuned"):
+        table.add_column(col, overflow="fold")
+    for a in answers:
+        table.add_row(a["question"], a["base"], a["tuned"])
+    return table
+
+
 def print_report(report: dict, console: Console | None = None) -> None:
-    (console or Console()).print(report_table(report))
+    console = console or Console()
+    console.print(report_table(report))
+    if report.get("answers"):
+        console.print(answers_table(report["answers"]))

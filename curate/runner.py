@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pyarrow as pa
 
@@ -36,10 +36,12 @@ from curate import __version__
 from curate.ingest import ConnectorError, Reject, SourceSpec, read_source
 from curate.io import (count_rows, iter_batches, read_json, read_jsonl, read_schema, summarise_row,
                        write_json, write_jsonl, write_parquet)
-from curate.pipeline import Plan, PlannedStage
 from curate.progress import Progress
 from curate.schema import ARROW_SCHEMA
 from curate.stage import DROP, DROP_DETAIL, Stage
+
+if TYPE_CHECKING:
+    from curate.pipeline import Plan, PlannedStage
 
 
 @dataclass
@@ -287,9 +289,9 @@ def _run_parallel(stage: Stage, todo, workers: int, sizes: dict, record: Callabl
 
 
 def run_stages(stages: list[PlannedStage], source: Path, root: Path, fp: str, batch_size: int,
-               progress: Progress | None = None) -> tuple[list[StageStats], Path]:
-    """Run ``stages`` in order from the rows in ``source``, each into ``root/<dirname>``; returns their stats and
-    the last folder."""
+               progress: Progress | None = None) -> tuple[list[StageStats], Path, str]:
+    """Run ``stages`` in order from the rows in ``source``, each into ``root/<dirname>``; returns their stats, the
+    last folder and its fingerprint."""
     all_stats = []
     for planned in stages:
         folder = root / planned.dirname
@@ -297,7 +299,7 @@ def run_stages(stages: list[PlannedStage], source: Path, root: Path, fp: str, ba
         stats, fp = run_stage(planned, source, folder, fp, planned.batch_size or batch_size, progress)
         all_stats.append(stats)
         source = folder
-    return all_stats, source
+    return all_stats, source, fp
 
 
 @dataclass
@@ -309,33 +311,63 @@ class RunReport:
     stages: list[StageStats]
     final_dir: str
     rows_out: int
+    answers: list[dict] = field(default_factory=list)  # base vs tuned answers, when the pipeline compares
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def run_plan(plan: Plan, force: str | None = None, progress: Progress | None = None) -> RunReport:
-    """Run every step of ``plan``; ``force`` names a stage (or ``ingest``) to redo along with all after it."""
+DELIVERY_STEPS = ("export", "finetune", "compare")
+
+
+def _force(plan: Plan, force: str, dirs: list[str]) -> None:
+    """Remove the outputs of the step named ``force`` and of every step after it."""
+    names = ["ingest"] + [p.stage.name for p in plan.stages]
+    matches = [i for i, (d, n) in enumerate(zip(dirs, names)) if force in (d, n, d.split("-", 1)[1])]
+    if force in DELIVERY_STEPS:
+        steps = DELIVERY_STEPS[DELIVERY_STEPS.index(force):]
+    elif matches:
+        for d in dirs[matches[0]:]:
+            shutil.rmtree(plan.run_dir / d, ignore_errors=True)
+        steps = DELIVERY_STEPS
+    else:
+        raise ValueError(f"--force {force}: no such step; steps are {', '.join(dirs + list(DELIVERY_STEPS))}")
+    for step in steps:
+        (plan.run_dir / f"{step}.json").unlink(missing_ok=True)
+
+
+def run_plan(plan: Plan, force: str | None = None, progress: Progress | None = None,
+             push: bool = True) -> RunReport:
+    """Run every step of ``plan``: ingest, the stages, then export, push, finetune and compare when configured.
+
+    ``force`` names a step to redo along with all after it; ``push=False`` skips uploading.
+    """
+    from curate import deliver
+
     started = time.perf_counter()
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(plan.path, plan.run_dir / "pipeline.yaml")
     dirs = ["01-ingest"] + [p.dirname for p in plan.stages]
     if force is not None:
-        names = ["ingest"] + [p.stage.name for p in plan.stages]
-        matches = [i for i, (d, n) in enumerate(zip(dirs, names)) if force in (d, n, d.split("-", 1)[1])]
-        if not matches:
-            raise ValueError(f"--force {force}: no such stage; stages are {', '.join(dirs)}")
-        for d in dirs[matches[0]:]:
-            shutil.rmtree(plan.run_dir / d, ignore_errors=True)
+        _force(plan, force, dirs)
     progress = progress or Progress(enabled=False)
-    all_stats = []
     stats, fp = ingest(plan.sources, plan.run_dir / dirs[0], plan.batch_size, progress)
-    all_stats.append(stats)
-    stage_stats, source = run_stages(plan.stages, plan.run_dir / dirs[0], plan.run_dir, fp, plan.batch_size,
-                                     progress)
-    all_stats += stage_stats
+    stage_stats, source, fp = run_stages(plan.stages, plan.run_dir / dirs[0], plan.run_dir, fp, plan.batch_size,
+                                         progress)
+    all_stats, answers = [stats, *stage_stats], []
+    if plan.export is not None:
+        stats, fp = deliver.export_step(plan.export, source, plan.run_dir, fp)
+        all_stats.append(stats)
+        if plan.export.push is not None and push:
+            all_stats.append(deliver.push_step(plan.export.push, plan.run_dir))
+    if plan.finetune is not None:
+        stats, fp = deliver.finetune_step(plan.finetune, plan.path.parent, plan.run_dir, fp)
+        all_stats.append(stats)
+        if plan.finetune.compare is not None:
+            model = deliver.load_recipe_for(plan.finetune, plan.path.parent).model
+            stats, answers = deliver.compare_step(plan.finetune.compare, model, plan.run_dir, fp)
+            all_stats.append(stats)
     report = RunReport(plan.name, str(plan.run_dir), __version__, time.perf_counter() - started, all_stats,
-                       str(source), count_rows(source))
+                       str(source), count_rows(source), answers)
     write_json(plan.run_dir / "report.json", report.to_json())
     return report
-

@@ -13,7 +13,7 @@ import pytest
 from fpdf import FPDF
 from PIL import Image, ImageDraw
 
-from curate.ingest import pdf
+from curate.ingest import pdf, read_source
 from curate.ingest.base import ConnectorError, Reject, SourceSpec
 
 REALDATA = Path(__file__).parents[1] / ".." / "shared" / "realdata" / "pdf"
@@ -157,30 +157,36 @@ def test_missing_path_and_empty_folder(tmp_path):
         ingest(tmp_path)
 
 
-def test_download_from_url_with_cache_and_sha256(tmp_path):
+def test_download_from_url_with_cache_and_sha256(tmp_path, monkeypatch):
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
     source = tmp_path / "wash_factsheet.pdf"
     shutil.copy(WASH, source)
     url = source.as_uri()
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    cache = tmp_path / "cache"
+    cache = tmp_path / "cache" / "downloads"
 
-    rows = ingest(url=url, cache_dir=cache)
+    def fetched(url: str, sha256: str | None = None) -> list[dict]:
+        spec = SourceSpec(name="wash", kind="pdf", url=url, sha256=sha256, license="unknown")
+        return [r for r in read_source(spec) if isinstance(r, dict)]
+
+    rows = fetched(url)
     assert [row["page"] for row in rows] == [1, 2] and rows[0]["doc_id"] == "wash_factsheet"
     assert rows[0]["provenance"]["origin"] == url and json.loads(rows[0]["meta"])["sha256"] == digest
+    assert rows[0]["provenance"]["revision"] == digest  # unpinned: the hash of what was read is recorded
     assert [p.name for p in cache.iterdir()] == [f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-wash_factsheet.pdf"]
 
     source.unlink()  # the cached copy is used from now on
-    pinned = ingest(url=url, sha256=digest.upper(), cache_dir=cache)
+    pinned = fetched(url, digest.upper())
     assert [row["text"] for row in pinned] == [row["text"] for row in rows]
     assert pinned[0]["provenance"]["revision"] == digest.upper()
 
     (tmp_path / "other.pdf").write_bytes(b"%PDF-1.4 not the file we pinned")
     with pytest.raises(ConnectorError, match=f"sha256 {hashlib.sha256(b'%PDF-1.4 not the file we pinned').hexdigest()}"
                                              f", expected {'0' * 64}"):
-        ingest(url=(tmp_path / "other.pdf").as_uri(), sha256="0" * 64, cache_dir=cache)
+        fetched((tmp_path / "other.pdf").as_uri(), "0" * 64)
     assert len(list(cache.iterdir())) == 1  # nothing half-written or unverified is left in the cache
     with pytest.raises(ConnectorError, match="cannot download"):
-        ingest(url=(tmp_path / "missing.pdf").as_uri(), cache_dir=cache)
+        fetched((tmp_path / "missing.pdf").as_uri())
 
 
 def test_clean_pages_on_synthetic_layout():

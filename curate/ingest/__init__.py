@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from types import ModuleType
 
 from curate.ingest.base import ConnectorError, Reject, SourceSpec
+from curate.ingest.download import fetch
 
 CONNECTORS = {
     "pdf": "curate.ingest.pdf",
@@ -30,7 +32,14 @@ def validate_options(spec: SourceSpec):
 
 
 def read_source(spec: SourceSpec):
-    """Rows and Rejects from one source, honouring ``spec.limit`` (counted in good rows)."""
+    """Rows and Rejects from one source, honouring ``spec.limit`` (counted in good rows).
+
+    A ``url:`` source is first fetched into the download cache (sha256-checked); the connector then reads the
+    cached file while provenance keeps naming the URL and its sha256.
+    """
+    if spec.path is None and spec.url:
+        path, digest = fetch(spec.url, spec.sha256)
+        spec = dataclasses.replace(spec, path=path, sha256=spec.sha256 or digest)
     module = connector(spec.kind)
     options = module.Options.model_validate(spec.options)
     kept = 0

@@ -56,18 +56,19 @@ class SourceSpec:
 
     @property
     def origin(self) -> str:
-        """Where rows come from, for provenance: the local path, the URL or the Hub repo."""
-        if self.path is not None:
-            return str(self.path)
+        """Where rows come from, for provenance: the URL, the local path or the Hub repo."""
         if self.url:
             return self.url
+        if self.path is not None:
+            return str(self.path)
         return self.hub.repo if self.hub else self.name
 
     @property
     def revision(self) -> str | None:
-        if self.path is not None:
-            return None
-        return self.sha256 if self.url else (self.hub.revision if self.hub else None)
+        """The content's pin: a URL's sha256, a Hub revision, or None for a local path."""
+        if self.url:
+            return self.sha256
+        return self.hub.revision if self.hub and self.path is None else None
 
 
 class Options(BaseModel):

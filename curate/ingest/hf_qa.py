@@ -282,8 +282,8 @@ def _convert(spec: SourceSpec, m: Mapping, origin: str, locator: str, item: dict
     if context:
         question = f"Context:\n{context}\n\nQuestion: {question}"
     return make_qa(question=question, answer=answer, reasoning=_text(_get(item, m.reasoning)) or None,
-                   system=m.system, source=spec.name, license=spec.license, origin=origin, revision=spec.revision,
-                   locator=locator, meta=meta)
+                   system=m.system, source=spec.name, license=spec.license, origin=spec.url or origin,
+                   revision=spec.revision, locator=locator, meta=meta)
 
 
 def _choice(item: dict, m: Mapping) -> tuple[dict[str, str], str | None]:

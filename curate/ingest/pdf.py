@@ -1,7 +1,7 @@
 """PDF connector: text-layer PDFs in, one ``page`` row per page out.
 
-``spec.path`` is a PDF or a folder searched recursively for ``*.pdf`` (in sorted order). Without a path,
-``spec.url`` is downloaded once into ``cache_dir`` and checked against ``spec.sha256`` when one is given.
+``spec.path`` is a PDF or a folder searched recursively for ``*.pdf`` (in sorted order). A ``url:`` source arrives
+already downloaded and checked by ``curate.ingest.download`` (its rows name the URL and carry the sha256).
 
 Options:
 
@@ -10,7 +10,6 @@ Options:
   paragraph breaks, and drop running headers/footers and bare page numbers (see ``clean_pages``).
 - ``min_chars`` – pages with fewer characters (after cleanup) are skipped; default 20.
 - ``workers`` – parse this many files at once in a process pool; rows still come out in file order.
-- ``cache_dir`` – where downloads are kept; default ``~/.cache/curate/downloads``.
 
 Output columns: ``text``, ``doc_id`` (the file stem), ``page`` (1-based), ``source``, ``license``,
 ``provenance`` (origin: the file path or URL; locator: ``page=N``; revision: ``spec.revision``) and ``meta``
@@ -24,14 +23,10 @@ Rejects (one per unusable file, which never yields partial pages): ``empty_file`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import math
 import os
 import re
-import tempfile
-import urllib.parse
-import urllib.request
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -44,6 +39,7 @@ from pydantic import Field
 
 from curate.ingest import base
 from curate.ingest.base import ConnectorError, Reject, SourceSpec
+from curate.ingest.download import url_name
 from curate.schema import make_page
 
 FAST_INSTALL = "pip install 'curate[fast]'"
@@ -54,7 +50,6 @@ class Options(base.Options):
     clean: bool = True
     min_chars: int = Field(20, ge=0)
     workers: int = Field(1, ge=1)
-    cache_dir: Path = Path("~/.cache/curate/downloads")
 
 
 def read(spec: SourceSpec, options: Options) -> Iterator[dict | Reject]:
@@ -64,17 +59,16 @@ def read(spec: SourceSpec, options: Options) -> Iterator[dict | Reject]:
         except ImportError:
             raise ConnectorError(f"engine 'pypdfium2' needs the pypdfium2 package: {FAST_INSTALL}") from None
     """A row per page of text of ``spec``'s PDFs, and a Reject for each file that cannot be used."""
-    meta: dict = {}
-    if spec.path is None and spec.url:
-        download, meta["sha256"] = _download(spec.url, spec.sha256, options.cache_dir.expanduser())
-        documents = [(download, spec.url, Path(urllib.parse.urlparse(spec.url).path).stem or spec.name)]
+    root = base.require_path(spec, "PDF file or folder")
+    if spec.url:  # a downloaded file (see curate.ingest.download): rows name the URL, not the cache
+        documents = [(root, spec.url, Path(url_name(spec.url)).stem or spec.name)]
     else:
-        root = base.require_path(spec, "PDF file or folder")
         found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf") if root.is_dir() \
             else [root]
         if not found:
             raise ConnectorError(f"source '{spec.name}': no .pdf files under {root}")
         documents = [(path, str(path), path.stem) for path in found]
+    meta = {"sha256": spec.sha256} if spec.url else {}
 
     parse = partial(_parse_file, engine=options.engine, clean=options.clean, min_chars=options.min_chars)
     files = [path for path, _, _ in documents]
@@ -248,43 +242,3 @@ def _join_hyphenated(match: re.Match, vocabulary: set[str]) -> str:
     if "-" in head or f"{lower_head}-{tail}" in vocabulary or (lower_head in vocabulary and tail in vocabulary):
         return f"{head}-{tail}"
     return joined
-
-
-# --- download ------------------------------------------------------------------------------------------------------
-
-def _download(url: str, expected_sha256: str | None, cache_dir: Path) -> tuple[Path, str]:
-    """The cached copy of ``url`` (downloaded if missing or not matching ``expected_sha256``) and its sha256."""
-    expected = expected_sha256.lower() if expected_sha256 else None
-    name = Path(urllib.parse.urlparse(url).path).name or "download.pdf"
-    target = cache_dir / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
-    if target.is_file():
-        actual = _sha256_of(target)
-        if expected in (None, actual):
-            return target, actual
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    fd, partial_path = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        actual = digest.hexdigest()
-        if expected and actual != expected:
-            raise ConnectorError(f"download of {url} has sha256 {actual}, expected {expected}: the file changed "
-                                 "upstream or the catalog's sha256 is wrong")
-        os.replace(partial_path, target)
-    except OSError as e:  # urllib's URLError and HTTPError, timeouts, resets
-        raise ConnectorError(f"cannot download {url}: {e}") from e
-    finally:
-        if os.path.exists(partial_path):
-            os.unlink(partial_path)
-    return target, actual
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -83,7 +83,7 @@ def run_filters(source: Path, out: Path, plan: FilterPlan, progress: Progress | 
     started = time.perf_counter()
     _check_columns(source, plan.stages)
     out.mkdir(parents=True, exist_ok=True)
-    all_stats, folder = run_stages(plan.stages, source, out, fingerprint("filter-input", file_state(source)),
+    all_stats, folder, _ = run_stages(plan.stages, source, out, fingerprint("filter-input", file_state(source)),
                                    plan.batch_size, progress)
     report = RunReport(f"filter {source}", str(out), __version__, time.perf_counter() - started, all_stats,
                        str(folder), count_rows(folder))

@@ -1,0 +1,151 @@
+"""What a run delivers after its row stages: the exported dataset, its upload, a fine-tuned adapter, and the base
+and tuned model's answers side by side.
+
+Pipeline keys (all optional)::
+
+    export:                       # -> RUN_DIR/export (curate.export): parquet splits + dataset card
+      format: messages
+      splits: {train: 0.8, validation: 0.1, test: 0.1}
+      push: {repo: ORG/NAME, private: true}   # skipped with --no-push
+    finetune:                     # -> RUN_DIR/finetune (curate.train): LoRA adapter, loss history
+      recipe: ../finetune/gemma3-270m-cpu-lora.yaml
+      max_steps: 30               # overrides the recipe's train.max_steps
+      compare:                    # -> RUN_DIR/compare.json: base vs tuned answers (greedy, same settings)
+        questions: ["How long should a burn be cooled?"]
+        max_tokens: 96
+
+Each step is fingerprinted like a stage (its config and its input's fingerprint) and skipped on a rerun when
+complete; its output folder is written under a temporary name and renamed, so a killed run never leaves a partial
+step that looks done.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from curate import __version__
+from curate.io import read_json, write_json
+from curate.runner import StageStats, fingerprint
+
+
+class PushSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    private: bool = True
+
+
+class ExportSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: str = "messages"
+    reasoning: str = "drop"
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05})
+    seed: int = 0
+    push: PushSpec | None = None
+
+
+class CompareSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    questions: list[str] = Field(min_length=1)
+    max_tokens: int = Field(default=96, ge=1)
+
+
+class FinetuneSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    recipe: str
+    max_steps: int | None = Field(default=None, ge=1)
+    compare: CompareSpec | None = None
+
+
+def load_recipe_for(spec: FinetuneSpec, base: Path):
+    """The spec's recipe with its overrides applied (RecipeError lists problems)."""
+    from curate.train.recipe import load_recipe
+
+    path = Path(spec.recipe)
+    recipe = load_recipe(path if path.is_absolute() else base / path)
+    if spec.max_steps:
+        recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": spec.max_steps})})
+    return recipe
+
+
+def _done(marker: Path, fp: str) -> bool:
+    return marker.exists() and read_json(marker).get("fingerprint") == fp
+
+
+def export_step(spec: ExportSpec, rows_dir: Path, run_dir: Path, input_fp: str) -> tuple[StageStats, str]:
+    """Export the final rows to RUN_DIR/export; returns stats (rows in/out, skipped by reason) and a fingerprint."""
+    from curate.export.artifact import ExportOptions, export
+
+    fp = fingerprint("export", spec.model_dump(mode="json", exclude={"push"}), input_fp, __version__)
+    out, marker = run_dir / "export", run_dir / "export.json"
+    if _done(marker, fp):
+        return StageStats(**read_json(marker)["stats"], cached=True), fp
+    started = time.perf_counter()
+    result = export(rows_dir, out, ExportOptions(format=spec.format, reasoning=spec.reasoning,
+                                                 fractions=dict(spec.splits), seed=spec.seed,
+                                                 pipeline=run_dir / "pipeline.yaml", overwrite=True))
+    kept = sum(result.splits.values())
+    stats = StageStats("export", kept + sum(result.skipped.values()), kept, dict(result.skipped),
+                       time.perf_counter() - started, {f"split_{k}": v for k, v in result.splits.items()})
+    write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "license": result.license,
+                        "warnings": result.warnings})
+    return stats, fp
+
+
+def push_step(spec: PushSpec, run_dir: Path) -> StageStats:
+    """Upload RUN_DIR/export to the Hub (token from HF_TOKEN or the saved login; never printed)."""
+    from curate.export.hub import push
+
+    started = time.perf_counter()
+    result = push(run_dir / "export", spec.repo, private=spec.private)
+    return StageStats("push", len(result.files), len(result.files), {}, time.perf_counter() - started)
+
+
+def finetune_step(spec: FinetuneSpec, base: Path, run_dir: Path, input_fp: str) -> tuple[StageStats, str]:
+    """LoRA-train the recipe on RUN_DIR/export into RUN_DIR/finetune."""
+    from curate.train.run import finetune
+
+    recipe = load_recipe_for(spec, base)
+    fp = fingerprint("finetune", recipe.model_dump(mode="json"), input_fp, __version__)
+    marker = run_dir / "finetune.json"
+    if _done(marker, fp):
+        return StageStats(**read_json(marker)["stats"], cached=True), fp
+    started = time.perf_counter()
+    result = finetune(recipe, run_dir / "export", run_dir / "finetune", overwrite=True)
+    history = result.history.get("train", [])
+    counters = {"tokens_trained": int(result.metrics.get("num_tokens", 0) or 0), "steps": len(history)}
+    losses = [h["loss"] for h in history if "loss" in h]
+    stats = StageStats("finetune", recipe.train.max_steps, len(history), {}, time.perf_counter() - started,
+                       counters)
+    write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "first_loss": losses[0] if losses else None,
+                        "last_loss": losses[-1] if losses else None})
+    return stats, fp
+
+
+def compare_step(spec: CompareSpec, recipe_model: str, run_dir: Path, input_fp: str) -> tuple[StageStats, list]:
+    """The base model's and the tuned adapter's greedy answers to the same questions (RUN_DIR/compare.json)."""
+    from curate.train.chat import apply_adapter, ask, load_chat_model
+
+    fp = fingerprint("compare", spec.model_dump(mode="json"), input_fp)
+    marker = run_dir / "compare.json"
+    if _done(marker, fp):
+        saved = read_json(marker)
+        return StageStats(**saved["stats"], cached=True), saved["answers"]
+    started = time.perf_counter()
+    llm = load_chat_model(recipe_model)
+    try:
+        before = [ask(llm, q, max_tokens=spec.max_tokens) for q in spec.questions]
+        apply_adapter(llm, run_dir / "finetune")
+        after = [ask(llm, q, max_tokens=spec.max_tokens) for q in spec.questions]
+    finally:
+        llm.close()
+    answers = [{"question": q, "base": b, "tuned": t} for q, b, t in zip(spec.questions, before, after)]
+    stats = StageStats("compare", len(spec.questions), len(answers), {}, time.perf_counter() - started)
+    write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "answers": answers})
+    return stats, answers
+
+
+def _plain(stats: StageStats) -> dict:
+    return {k: v for k, v in vars(stats).items() if k != "cached"}
