@@ -175,6 +175,9 @@ def apply_settings(raw: dict, settings: dict[str, Any]) -> dict:
     raw = dict(raw)
     for dotted, value in settings.items():
         head, *rest = dotted.split(".")
+        if head in ("export", "finetune") and not rest:  # a whole section, e.g. finetune=null to skip training
+            raw[head] = value
+            continue
         if head == "sources" and len(rest) >= 2:
             targets = [s for s in raw.get("sources", []) if rest[0] in (s.get("name"), s.get("source"))]
             rest = rest[1:]

@@ -93,12 +93,12 @@ class Chunk(Stage):
     def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
         out: list[dict] = []
         for row in rows(batch):
+            if self.doc is not None and (row["kind"] != "page" or (row["doc_id"], row["source"]) !=
+                                         (self.doc.first["doc_id"], self.doc.first["source"])):
+                out += self._emit()
             if row["kind"] != "page":
                 out.append(row)
                 continue
-            if self.doc is not None and (row["doc_id"], row["source"]) != (self.doc.first["doc_id"],
-                                                                              self.doc.first["source"]):
-                out += self._emit()
             if self.doc is None:
                 self.doc = _Doc(row)
             self.doc.add(row)
