@@ -125,3 +125,12 @@ def test_minhash_estimates_jaccard_and_lsh_params_follow_the_threshold():
     assert index.best_match(sketches, 0) is None
     index.add(sketches, 0)
     assert index.best_match(sketches, 1)[0] == 0
+
+
+def test_shingle_sets_of_texts_without_words_are_empty():
+    from curate.quality.minhash import MinHasher
+
+    sets = MinHasher().shingle_sets(["", "  ", "!!"])
+    assert [len(s) for s in sets] == [0, 0, 0]
+    mixed = MinHasher().shingle_sets(["", "apply firm direct pressure", ""])
+    assert [len(s) for s in mixed] == [0, 2, 0]

@@ -96,6 +96,7 @@ class MinHasher:
         """Sorted unique 32-bit shingle hashes of each text (a text shorter than k words is one shingle).
 
         One sort of (text << 32 | shingle hash) over the whole batch orders and deduplicates every set at once.
+        Texts without words get empty sets.
         """
         tokens = [words(t) for t in texts]
         grams, owner, _ = self.words.batch_ngrams(tokens, self.k)
@@ -104,8 +105,7 @@ class MinHasher:
             if 0 < len(t) < self.k:
                 whole = self.words.ngram_hashes(self.words.word_hashes(t), len(t)) >> _SHIFT32
                 keys.append((np.uint64(i) << _SHIFT32) | whole)
-        keys = np.sort(np.concatenate(keys))
-        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+        keys = np.unique(np.concatenate(keys))  # sorted, deduplicated; empty when no text has a word
         bounds = np.searchsorted(keys >> _SHIFT32, np.arange(1, len(texts), dtype=np.uint64))
         return np.split(keys & np.uint64(0xFFFFFFFF), bounds)
 
