@@ -114,11 +114,10 @@ def finetune_step(spec: FinetuneSpec, base: Path, run_dir: Path, input_fp: str) 
         return StageStats(**read_json(marker)["stats"], cached=True), fp
     started = time.perf_counter()
     result = finetune(recipe, run_dir / "export", run_dir / "finetune", overwrite=True)
-    history = result.history.get("train", [])
-    counters = {"tokens_trained": int(result.metrics.get("num_tokens", 0) or 0), "steps": len(history)}
-    losses = [h["loss"] for h in history if "loss" in h]
-    stats = StageStats("finetune", recipe.train.max_steps, len(history), {}, time.perf_counter() - started,
-                       counters)
+    losses = [h["loss"] for h in result.history.get("train", []) if "loss" in h]
+    train_rows = read_json(result.out / "data.json")["rows"]["train"]
+    counters = {"tokens_trained": int(result.metrics.get("num_tokens", 0) or 0), "steps": recipe.train.max_steps}
+    stats = StageStats("finetune", train_rows, train_rows, {}, time.perf_counter() - started, counters)
     write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "first_loss": losses[0] if losses else None,
                         "last_loss": losses[-1] if losses else None})
     return stats, fp

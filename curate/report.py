@@ -11,10 +11,11 @@ def report_table(report: dict) -> Table:
     table = Table(title=f"{report['pipeline']}  ({report['run_dir']})", title_justify="left")
     for col, justify in [("stage", "left"), ("status", "left"), ("rows in", "right"), ("rows out", "right"),
                          ("dropped (reason: rows)", "left"), ("seconds", "right"), ("tokens", "right")]:
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify, overflow="fold")
     for s in report["stages"]:
         dropped = ", ".join(f"{k}: {v}" for k, v in sorted(s["dropped"].items(), key=lambda kv: -kv[1])) or "-"
-        tokens = s.get("counters", {}).get("tokens_generated")
+        counters = s.get("counters", {})
+        tokens = counters.get("tokens_generated") or counters.get("tokens_trained")
         table.add_row(s["stage"], "cached" if s["cached"] else "ran", f"{s['rows_in']:,}", f"{s['rows_out']:,}",
                       dropped, f"{s['seconds']:.1f}", f"{tokens:,}" if tokens else "-")
     table.caption = f"{report['rows_out']:,} rows in {report['final_dir']}  ·  {report['seconds']:.1f} s"
