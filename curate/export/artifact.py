@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 from collections import Counter
@@ -36,7 +35,7 @@ from curate.export.card import CardContext, SourceRow, SplitData, render_card
 from curate.export.formats import FORMATS, REASONING_MODES, NotSFT
 from curate.export.splits import DEFAULT_FRACTIONS, assign_splits, check_fractions, group_keys, group_stats
 from curate.export.summary import summarise
-from curate.io import parquet_files, read_json, write_json
+from curate.io import building, parquet_files, read_json, write_json
 
 PROVENANCE = ("id", "source", "license")
 _STAGE_DIR = re.compile(r"^\d{2}-")
@@ -262,17 +261,9 @@ def export(src: str | Path, out: str | Path, options: ExportOptions | None = Non
     by_split = {s: indices for s, indices in by_split.items() if indices}
     features = FORMATS[options.format].features(multimodal=multimodal, reasoning=options.reasoning)
     features.update({c: datasets.Value("string") for c in PROVENANCE if c not in features})
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
-    try:
+    with building(out) as tmp:
+        (tmp / "data").mkdir()
         result = _build(tmp, run, kept, by_split, features, multimodal, options)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
     return replace(result, out=out)
 
 
