@@ -379,6 +379,43 @@ def cmd_chat(args) -> int:
     return OK if answer else NOTHING_USABLE
 
 
+def cmd_eval(args) -> int:
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from curate.evaluate import EvalError, compare_runs, evaluate, load_eval_set
+    from curate.evaluate.models import judge_config, model_config
+    from curate.evaluate.report import comparison_table, summary_table
+    from curate.progress import Progress
+
+    try:
+        if args.compare:
+            console.print(comparison_table(compare_runs(*args.compare, force=args.force, out=args.output)))
+            return OK
+        if not (args.model and args.set and args.output):
+            raise EvalError("give MODEL, --set NAME_OR_PATH and -o OUT, or --compare RUN_A RUN_B")
+        eval_set = load_eval_set(args.set, path=args.path, split=args.split, layout=args.layout, limit=args.limit,
+                                 seed=args.seed)
+        settings = {k: v for k, v in (("prompt", args.prompt), ("style", args.style), ("shots", args.shots),
+                                      ("scoring", args.scoring), ("max_tokens_open", args.max_tokens)) if v is not None}
+        judge = judge_config(args.judge, _pairs(args.judge_option, "--judge-option")) if args.judge else None
+        with Progress(enabled=not args.no_progress, console=errors) as progress:
+            summary = evaluate(model_config(args.backend, args.model, _pairs(args.option, "--option")), eval_set,
+                               args.output, adapter=args.adapter, judge=judge, settings=settings,
+                               overwrite=args.overwrite, progress=progress)
+    except (EvalError, ValidationError, ValueError, OSError, ImportError) as exc:
+        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        return INVALID
+    except Exception as exc:  # the model or judge broke mid-run: the records written so far stay in OUT
+        logging.getLogger("curate").debug("evaluation failed", exc_info=True)
+        errors.print(f"[red]failed:[/red] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+        return FAILED
+    console.print(summary_table(summary))
+    for w in summary["warnings"]:
+        errors.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
+    return NOTHING_USABLE if summary["counts"]["errors"] == summary["counts"]["items"] else OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -494,6 +531,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("eval", help="evaluate a model (optionally with an adapter) on a held-out set, or compare two "
+                                    "evaluations with confidence intervals and paired tests")
+    p.add_argument("model", nargs="?", help="embedded, a .gguf path, a model folder, a Hub id, or a served name")
+    p.add_argument("--backend", default="llamacpp", help="llamacpp (default), transformers or openai")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="model backend option, e.g. dtype=float32, n_threads=1, base_url=... (repeatable)")
+    p.add_argument("--adapter", help="LoRA adapter folder from curate finetune (transformers backend)")
+    p.add_argument("--set", help="catalog name (curate sources list) or a path: QA file, export folder, rows folder")
+    p.add_argument("--path", help="local copy of a catalog set that lives at a URL or on the Hub")
+    p.add_argument("--split", default="test", help="split of an export folder (default: test)")
+    p.add_argument("--layout", help="column layout of a QA file: a catalog name or medmcqa (default: detected)")
+    p.add_argument("--limit", type=int, help="evaluate a seeded random sample of this many items")
+    p.add_argument("--seed", type=int, default=0, help="sample seed (default: 0)")
+    p.add_argument("--scoring", choices=["generate", "loglik"], help="choice items: parse the generated answer "
+                                                                     "(default) or pick the most probable option")
+    p.add_argument("--style", choices=["chat", "completion"], help="prompt style (default: chat)")
+    p.add_argument("--shots", type=int, help="few-shot examples per prompt (default: 3)")
+    p.add_argument("--prompt", help="prompt file (default: eval.v1)")
+    p.add_argument("--max-tokens", type=int, help="longest open answer in tokens (default: 256)")
+    p.add_argument("--judge", metavar="BACKEND[:MODEL]", help="grade open answers with this model, e.g. llamacpp "
+                                                              "or openai:google/medgemma-4b-it")
+    p.add_argument("--judge-option", action="append", metavar="KEY=VALUE", help="judge backend option (repeatable)")
+    p.add_argument("-o", "--output", help="evaluation folder (summary.json, predictions.jsonl); with --compare, "
+                                          "where comparison.json goes")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing evaluation in OUT")
+    p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two evaluation folders")
+    p.add_argument("--force", action="store_true", help="compare runs whose prompts, decoding or precision differ")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

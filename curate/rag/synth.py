@@ -88,10 +88,20 @@ def copies(text: str, examples: tuple[str, ...], threshold: float = 0.7) -> bool
     return any(len(words & (ex := _words(e))) / max(len(words | ex), 1) >= threshold for e in examples)
 
 
+def first_json_object(text: str) -> Any:
+    """The first JSON object in a reply. A backend without a grammar (transformers, a server that ignores
+    ``response_format``) wraps it in other text, e.g. ``1. {...}`` then the next few-shot block; raw newlines inside
+    strings are allowed. Raises ValueError when there is none."""
+    start = text.find("{")
+    if start < 0:
+        raise ValueError("no JSON object in the reply")
+    return json.JSONDecoder(strict=False).raw_decode(text, start)[0]
+
+
 def parse_questions(text: str, n: int, min_chars: int, examples: tuple[str, ...] = ()) -> list[str] | None:
     """The distinct, plausible questions in a model reply that copy no example; None when there are none."""
     try:
-        items = json.loads(text, strict=False)["questions"]  # strict=False: raw newlines inside strings
+        items = first_json_object(text)["questions"]
     except (ValueError, KeyError, TypeError):
         return None
     if not isinstance(items, list):
@@ -108,7 +118,7 @@ def parse_questions(text: str, n: int, min_chars: int, examples: tuple[str, ...]
 def parse_answer(text: str, n_passages: int) -> tuple[str, list[int]] | None:
     """(answer, cited passage numbers within 1..n) from a reply, or None when malformed."""
     try:
-        data = json.loads(text, strict=False)
+        data = first_json_object(text)
         answer, sources = " ".join(str(data["answer"]).split()), data["sources"]
         cited = sorted({int(s) for s in sources if 1 <= int(s) <= n_passages})
     except (ValueError, KeyError, TypeError):

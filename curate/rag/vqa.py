@@ -6,8 +6,10 @@ Templates, each answered only from what the record states:
 - ``findings``: "What structures or findings are shown in this image?" -> the names of the record's non-modality
   CUIs, in order.
 - ``evidence``: "Is there evidence of X in this image?" -> "Yes. ..." with the caption sentence naming X, for concept
-  names the caption itself mentions. No "No" answers are made: a concept missing from a caption is not evidence of
-  its absence from the image.
+  names the caption itself mentions. A mention the caption negates ("no signs of placenta accreta", "resolution of
+  the pneumothorax": a cue a few words before it in the same clause, or "is not"/"absent" just after) does not
+  count. No "No" answers are made: a concept missing from a caption is not evidence of its absence from the image,
+  and the negation cues are a heuristic, so a negated mention only withholds the pair.
 
 Consumes ``image`` rows (``image``, ``caption``, ``cuis``, ``cui_names``, ``modality``, ``source``, ``license``,
 ``provenance``); other kinds pass through. Produces ``vqa`` rows (the same image, ``messages`` with one question and
@@ -60,11 +62,27 @@ def concept_names(row: dict) -> list[str]:
     return names
 
 
+# A clause ends at punctuation or a contrasting conjunction; a negation cue only reaches within its clause.
+_CLAUSE_BREAK = re.compile(r"[,;:()\[\]]|\b(?:but|however|although|whereas|while)\b", re.IGNORECASE)
+_NEGATED_BEFORE = re.compile(r"\b(?:no|not|without|absence|absent|negative for|free of|resolution|resolved|"
+                             r"ruled out|rule out|exclude[ds]?|neither|nor)\b", re.IGNORECASE)
+_NEGATED_AFTER = re.compile(r"\b(?:not|absent|resolved|ruled out|excluded|disappeared)\b", re.IGNORECASE)
+
+
+def negated(sentence: str, start: int, end: int, window: int = 6) -> bool:
+    """True when the mention ``sentence[start:end]`` is denied or reported gone: a cue among the ``window`` words
+    before it, or "not" / "absent" / "resolved" among the 4 words after it, within its clause."""
+    before = _CLAUSE_BREAK.split(sentence[:start])[-1].split()[-window:]
+    after = _CLAUSE_BREAK.split(sentence[end:])[0].split()[:4]
+    return bool(_NEGATED_BEFORE.search(" ".join(before)) or _NEGATED_AFTER.search(" ".join(after)))
+
+
 def evidence_sentence(caption: str, name: str) -> str | None:
-    """The first caption sentence that mentions ``name`` as a whole word (case-insensitive), or None."""
+    """The first caption sentence that mentions ``name`` as a whole word (case-insensitive) without negating it,
+    or None."""
     pattern = re.compile(rf"\b{re.escape(name)}\b", re.IGNORECASE)
     for sentence in re.split(r"(?<=[.!?])\s+", caption.strip()):
-        if pattern.search(sentence):
+        if any(not negated(sentence, m.start(), m.end()) for m in pattern.finditer(sentence)):
             return sentence
     return None
 

@@ -1,0 +1,241 @@
+"""Evaluation sets: catalog entries, local QA files and held-out splits of curated exports, as scored items.
+
+``load_eval_set(ref, path=None, split="test", layout=None, limit=None, seed=0)`` resolves ``ref``:
+
+- a catalog name (``curate.catalog``, e.g. ``medqa-usmle-4-options-test``, ``pubmedqa-ori-pqal``,
+  ``firstaidqa-eval-40``), read with the entry's mapping through the ``hf_qa`` connector from ``path`` (a local copy)
+  or from the entry's own path or Hub location. An entry that lives at a URL needs ``path``: nothing is downloaded.
+- a file or folder of ``.jsonl`` / ``.json`` / ``.parquet`` / ``.csv`` QA items, read by ``hf_qa`` with the mapping of
+  ``layout`` (a catalog entry name or ``medmcqa``) or else the first layout whose columns the file has: the catalog's
+  ``hf_qa`` entries (``use: eval`` first, most mapped columns first), then MedMCQA's Hub columns (``question``,
+  ``opa``-``opd``, ``cop`` as a 0-based index), then the connector's own question/answer inference.
+- an export folder (``curate export``: ``data/<split>-*.parquet``), whose ``split`` becomes open-answer items: the
+  first user turn is the question, the last assistant turn the reference, and the id is the one ``curate`` rows
+  get for the same messages (``curate.schema.content_id``).
+- a folder of curate rows (``part-*.parquet`` from ``curate ingest`` or a pipeline stage).
+
+Output: an ``EvalSet`` of ``EvalItem``s. A row whose ``meta`` has ``options`` and ``answer_idx`` is a multiple-choice
+item (``mcq``: gold is the option label); one whose ``meta.decision`` is yes / no / maybe is a ``decision`` item
+(PubMedQA); any other row is an ``open`` item scored against its reference. ``limit`` keeps a seeded random sample
+(``random.Random(seed).sample``) in the set's order, after repeated items (same id: same question and answer) are
+dropped and counted as ``duplicate``; ``fingerprint`` is the sha256 of the kept item ids.
+Errors are ``SetError`` with the fix in the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from curate.catalog import CatalogEntry, CatalogError, load_catalog
+from curate.evaluate.mcq import DECISIONS
+from curate.ingest import ConnectorError, Reject, SourceSpec, read_source
+from curate.schema import content_id
+
+MEDMCQA = {"mapping": {"question": "question", "options": ["opa", "opb", "opc", "opd"], "answer_key": "cop"},
+           "options": {}}
+
+
+class SetError(ValueError):
+    """The evaluation set cannot be read as given; the message says what to pass instead."""
+
+
+@dataclass
+class EvalItem:
+    """One question to score: ``options`` for mcq ({label: text}), ``gold`` the correct label (mcq, decision)."""
+
+    id: str
+    locator: str
+    task: str
+    question: str
+    reference: str
+    options: dict[str, str] = field(default_factory=dict)
+    gold: str | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.options) if self.task == "mcq" else list(DECISIONS) if self.task == "decision" else []
+
+
+@dataclass
+class EvalSet:
+    """Items with where they came from: the set's name, origin, layout, and what reading or sampling left out."""
+
+    name: str
+    origin: str
+    items: list[EvalItem]
+    layout: str | None = None
+    available: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    sample: dict = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256("\n".join(item.id for item in self.items).encode()).hexdigest()
+
+    def describe(self) -> dict:
+        return {"name": self.name, "origin": self.origin, "layout": self.layout, "n": len(self.items),
+                "available": self.available, "sample": self.sample, "rejected": self.rejected,
+                "fingerprint": self.fingerprint, "tasks": dict(Counter(item.task for item in self.items))}
+
+
+def item_from_row(row: dict) -> EvalItem:
+    """A qa row (curate schema) as an EvalItem."""
+    messages = row.get("messages") or []
+    user = next((m["content"] for m in messages if m["role"] == "user"), "")
+    reference = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), "")
+    meta = json.loads(row["meta"]) if isinstance(row.get("meta"), str) else (row.get("meta") or {})
+    locator = (row.get("provenance") or {}).get("locator") or row["id"]
+    if isinstance(meta.get("options"), dict) and meta.get("answer_idx") in meta["options"]:
+        return EvalItem(row["id"], locator, "mcq", user, reference, dict(meta["options"]), meta["answer_idx"])
+    decision = str(meta.get("decision") or "").strip().lower()
+    if decision in DECISIONS:
+        return EvalItem(row["id"], locator, "decision", user, reference, gold=decision)
+    return EvalItem(row["id"], locator, "open", user, reference)
+
+
+def _read_spec(spec: SourceSpec) -> tuple[list[EvalItem], dict[str, int]]:
+    items, rejected = [], Counter()
+    try:
+        for row in read_source(spec):
+            if isinstance(row, Reject):
+                rejected[row.reason] += 1
+            elif row.get("kind") == "qa":
+                items.append(item_from_row(row))
+    except ConnectorError as exc:
+        raise SetError(str(exc)) from exc
+    return items, dict(rejected)
+
+
+def _fits(spec: SourceSpec) -> bool:
+    """Whether the connector reads a first item with this spec's mapping (its columns are all there)."""
+    try:
+        next(read_source(spec), None)
+        return True
+    except ConnectorError:
+        return False
+
+
+def _layouts(catalog: dict[str, CatalogEntry]) -> dict[str, dict]:
+    """{name: {mapping, options}} tried on a file, most specific first."""
+    entries = sorted((e for e in catalog.values() if e.kind == "hf_qa" and e.mapping),
+                     key=lambda e: (e.use != "eval", -len(e.mapping), e.name))
+    layouts = {e.name: {"mapping": dict(e.mapping), "options": dict(e.options)} for e in entries}
+    return layouts | {"medmcqa": MEDMCQA}
+
+
+def _file_spec(path: Path, layout: str | None, catalog: dict[str, CatalogEntry]) -> tuple[SourceSpec, str | None]:
+    layouts = _layouts(catalog)
+    if layout is not None and layout not in layouts:
+        raise SetError(f"unknown layout '{layout}'; layouts are {', '.join(layouts)}")
+
+    def spec(name: str | None) -> SourceSpec:
+        chosen = layouts[name] if name else {"mapping": {}, "options": {}}
+        return SourceSpec(name=path.stem, kind="hf_qa", path=path, license="unknown", mapping=chosen["mapping"],
+                          options=chosen["options"], use="eval")
+
+    if layout is not None:
+        return spec(layout), layout
+    for name in layouts:
+        if _fits(spec(name)):
+            return spec(name), name
+    return spec(None), None
+
+
+def _catalog_set(entry: CatalogEntry, path: Path | None) -> EvalSet:
+    spec = entry.spec(path)
+    if spec.path is None and spec.hub is None:
+        raise SetError(f"set '{entry.name}' is published at {entry.location.url}; download it once and pass its "
+                       f"local copy with --path FILE (nothing is downloaded during an evaluation)")
+    if spec.path is not None and not spec.path.exists():
+        raise SetError(f"set '{entry.name}': path {spec.path} does not exist")
+    items, rejected = _read_spec(spec)
+    warnings = [] if entry.use == "eval" else [
+        f"catalog entry '{entry.name}' is marked use: {entry.use}: a model trained on it has seen these items"]
+    return EvalSet(entry.name, spec.origin, items, entry.name, len(items), rejected, warnings)
+
+
+def _export_set(folder: Path, split: str) -> EvalSet:
+    from curate.train.data import conversation, detect_format, split_files
+
+    splits = split_files(folder)
+    if split not in splits:
+        raise SetError(f"export folder {folder} has no split '{split}'; its splits are {', '.join(splits)}: pass "
+                       f"--split")
+    items = []
+    for file in splits[split]:
+        table = pq.read_table(file)
+        fmt = detect_format(table.column_names)
+        for i, record in enumerate(table.to_pylist()):
+            messages = conversation(record, fmt)["messages"]
+            row = {"id": content_id("qa", messages, None), "messages": messages,
+                   "provenance": {"locator": f"{file.name}#{i}"}}
+            items.append(item_from_row(row))
+    return EvalSet(f"{folder.name}:{split}", str(folder), items, f"export:{split}", len(items))
+
+
+def _rows_set(folder: Path) -> EvalSet:
+    rows = [r for f in sorted(folder.glob("part-*.parquet")) for r in pq.read_table(f).to_pylist()]
+    items = [item_from_row(r) for r in rows if r.get("kind") == "qa"]
+    return EvalSet(folder.name, str(folder), items, "curate-rows", len(items))
+
+
+def _path_set(path: Path, split: str, layout: str | None, catalog: dict[str, CatalogEntry]) -> EvalSet:
+    if path.is_dir() and any((path / "data").glob("*.parquet")):
+        return _export_set(path, split)
+    if path.is_dir() and any(path.glob("part-*.parquet")):
+        return _rows_set(path)
+    spec, chosen = _file_spec(path, layout, catalog)
+    items, rejected = _read_spec(spec)
+    return EvalSet(path.stem, str(path), items, chosen or "inferred", len(items), rejected)
+
+
+def _drop_duplicates(eval_set: EvalSet) -> None:
+    """Keep the first of items with the same id (the same question and answer), counted as ``duplicate``."""
+    seen: set[str] = set()
+    unique = [item for item in eval_set.items if not (item.id in seen or seen.add(item.id))]
+    if len(unique) < len(eval_set.items):
+        eval_set.rejected["duplicate"] = len(eval_set.items) - len(unique)
+        eval_set.items, eval_set.available = unique, len(unique)
+
+
+def subsample(items: list[EvalItem], limit: int | None, seed: int) -> list[EvalItem]:
+    """``limit`` items drawn at random with ``seed``, kept in the set's order (all items when limit is None)."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
+def load_eval_set(ref: str, *, path: str | Path | None = None, split: str = "test", layout: str | None = None,
+                  limit: int | None = None, seed: int = 0, catalog: dict[str, CatalogEntry] | None = None) -> EvalSet:
+    """The items of a set by catalog name or path (see the module docstring), sampled to ``limit``."""
+    if limit is not None and limit < 1:
+        raise SetError(f"limit must be at least 1, got {limit}")
+    try:
+        catalog = load_catalog() if catalog is None else catalog
+    except CatalogError as exc:
+        raise SetError(f"invalid catalog: {exc}") from exc
+    local = Path(path).expanduser() if path is not None else None
+    if ref in catalog:
+        eval_set = _catalog_set(catalog[ref], local)
+    elif Path(ref).expanduser().exists():
+        eval_set = _path_set(Path(ref).expanduser(), split, layout, catalog)
+    else:
+        evals = ", ".join(name for name, e in catalog.items() if e.use == "eval")
+        raise SetError(f"set '{ref}' is neither a catalog name nor an existing path; evaluation sets in the catalog: "
+                       f"{evals}")
+    _drop_duplicates(eval_set)
+    if not eval_set.items:
+        raise SetError(f"set '{eval_set.name}' ({eval_set.origin}) holds no question-answer items"
+                       + (f"; rejected: {eval_set.rejected}" if eval_set.rejected else ""))
+    eval_set.items = subsample(eval_set.items, limit, seed)
+    eval_set.sample = {"limit": limit, "seed": seed}
+    return eval_set

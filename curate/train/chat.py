@@ -1,0 +1,61 @@
+"""Ask a base or fine-tuned Gemma a question, so the effect of an adapter shows: ``curate chat MODEL [--adapter DIR]``.
+
+Consumes a model (``embedded``, a ``.gguf`` path, a local folder or a Hub id), optionally a LoRA adapter folder
+written by ``curate finetune``, and a question; produces the answer text. The model loads through the transformers
+backend (``curate.llm.hf.TransformersLLM``: the embedded GGUF comes from its dequantized cache, in float32 on a CPU),
+the prompt is one user turn in Gemma's turn format (the tokenizer's chat template, or the markup training writes when
+it has none, as the embedded model's tokenizer does; system text folded in), and decoding is greedy, so the base and
+the tuned answers differ only by the adapter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from curate.llm import Sampling
+from curate.llm.hf import TransformersLLM, resolve_device
+
+
+class ChatError(Exception):
+    """The model or the adapter cannot be loaded as given; the message names it."""
+
+
+def load_chat_model(model: str = "embedded", adapter: str | Path | None = None,
+                    device: str = "auto") -> TransformersLLM:
+    """The model, with the adapter applied when given, ready to generate."""
+    if adapter is not None:
+        _check_adapter(adapter)
+    device = resolve_device(device)
+    llm = TransformersLLM(model, instruction_tuned=True, device=device,
+                          dtype="float32" if device == "cpu" else "auto", batch_size=1)
+    return apply_adapter(llm, adapter) if adapter is not None else llm
+
+
+def _check_adapter(adapter: str | Path) -> None:
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ChatError(f"{adapter} holds no adapter_config.json: give the output folder of `curate finetune`")
+
+
+def apply_adapter(llm: TransformersLLM, adapter: str | Path) -> TransformersLLM:
+    """``llm`` answering through a LoRA adapter from now on (the base weights are shared, not copied)."""
+    from peft import PeftModel
+
+    _check_adapter(adapter)
+    llm.hf_model = PeftModel.from_pretrained(llm.hf_model, str(adapter)).eval()
+    return llm
+
+
+def ask(llm: TransformersLLM, question: str, *, system: str | None = None, max_tokens: int = 256) -> str:
+    """The model's greedy answer to one question."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    return llm.generate(messages, Sampling(max_tokens=max_tokens, temperature=0.0)).text.strip()
+
+
+def chat(model: str, question: str, adapter: str | Path | None = None, *, system: str | None = None,
+         max_tokens: int = 256, device: str = "auto") -> str:
+    """Load, ask once, free the model."""
+    llm = load_chat_model(model, adapter, device)
+    try:
+        return ask(llm, question, system=system, max_tokens=max_tokens)
+    finally:
+        llm.close()

@@ -1,0 +1,446 @@
+"""Fine-tuning on real exports: recipes, Gemma turns with assistant-only labels, LoRA through the recipe code on a tiny
+Gemma 3n and a tiny Gemma 3 vision-language model built here from configs (no download), and the embedded Gemma 3
+270M trained for a few steps on CPU, then asked a question with and without its adapter.
+
+The data are real: FirstAidQA pairs (CC BY 4.0) and VQA-RAD questions (CC0) from ../shared/realdata, exported with
+``curate.export``. The tiny models read with a byte-level BPE tokenizer trained here on those texts, carrying Gemma's
+special tokens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from curate.cli import main
+from curate.export.artifact import ExportOptions, export
+from curate.export.hub import PushError, PushFailed
+from curate.ingest import vqa
+from curate.ingest.base import SourceSpec
+from curate.io import write_json, write_parquet
+from curate.schema import arrow_schema_for, make_qa
+from curate.stage import columns
+from curate.train import finetune, load_recipe, validate_recipe
+from curate.train.chat import apply_adapter, ask, load_chat_model
+from curate.train.data import (IGNORE, TurnMarkers, VisionCollator, assistant_labels, image_dataset,
+                               load_training_data, render, tokenize_text)
+from curate.train.hub import push_model
+from curate.train.trl_backend import labelled_positions_only
+from curate.train.unsloth_backend import INSTALL, BackendUnavailable, train as unsloth_train
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "finetune"
+FIRSTAID = "qa/firstaidqa/firstaidqa_v1.json"
+SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
+            "<end_of_image>", "<image_soft_token>"]
+
+
+# ---- fixtures: real exports, a tokenizer, tiny models --------------------------------------------------------------
+
+def _stage_folder(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True)
+    schema = arrow_schema_for()
+    write_parquet(folder / "part-00000.parquet", columns(rows, schema.names), schema)
+    write_json(folder / "_stage.json", {"stage": "test", "config": {},
+                                        "stats": {"rows_in": len(rows), "rows_out": len(rows), "dropped": {}}})
+    return folder
+
+
+def _qa_export(tmp: Path, items: list[tuple[int, dict]]) -> Path:
+    """An export (messages format, train / validation) of FirstAidQA pairs given as (index, item)."""
+    rows = [make_qa(question=i["question"], answer=i["answer"], source="firstaidqa", license="cc-by-4.0",
+                    origin=FIRSTAID, locator=str(n)) for n, i in items]
+    out = tmp / "export"
+    export(_stage_folder(tmp / "02-stage", rows), out, ExportOptions(fractions={"train": 0.8, "validation": 0.2}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def firstaid_export(tmp_path_factory, realdata) -> Path:
+    """The first 40 FirstAidQA pairs."""
+    items = json.loads((realdata / FIRSTAID).read_text())[:40]
+    return _qa_export(tmp_path_factory.mktemp("firstaid"), list(enumerate(items)))
+
+
+@pytest.fixture(scope="module")
+def short_firstaid_export(tmp_path_factory, realdata) -> Path:
+    """The 12 shortest of the first 300 FirstAidQA pairs: the real model's steps cost time per token."""
+    items = list(enumerate(json.loads((realdata / FIRSTAID).read_text())[:300]))
+    items.sort(key=lambda item: len(item[1]["question"]) + len(item[1]["answer"]))
+    return _qa_export(tmp_path_factory.mktemp("short"), items[:12])
+
+
+@pytest.fixture(scope="module")
+def vqa_export(tmp_path_factory, realdata) -> Path:
+    """An export (messages with images, train only) of 8 VQA-RAD questions."""
+    tmp = tmp_path_factory.mktemp("vqa")
+    spec = SourceSpec(name="vqa_rad", kind="vqa", license="CC0-1.0", path=realdata / "vqa/vqa_rad")
+    rows = list(itertools.islice((r for r in vqa.read(spec, vqa.Options()) if isinstance(r, dict)), 8))
+    out = tmp / "export"
+    export(_stage_folder(tmp / "02-stage", rows), out, ExportOptions(fractions={"train": 1.0}))
+    return out
+
+
+def _tokenizer(texts: list[str]):
+    """A byte-level BPE tokenizer trained on ``texts``, with Gemma's special tokens at Gemma's ids 0-3."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts + ["user\nmodel\n"], trainers.BpeTrainer(
+        vocab_size=600, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                              "image_token": "<image_soft_token>"})
+
+
+@pytest.fixture(scope="module")
+def tokenizer(realdata):
+    items = json.loads((realdata / FIRSTAID).read_text())[:60]
+    return _tokenizer([f"{i['question']}\n{i['answer']}" for i in items])
+
+
+def _text_config(vocab: int) -> dict:
+    return dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=16, sliding_window=16, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+                layer_types=["sliding_attention", "full_attention"])
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma3n(tmp_path_factory, tokenizer) -> Path:
+    """A Gemma3nForCausalLM folder: 2 layers, hidden size 32, AltUp, LAuReL and per-layer inputs all present."""
+    from transformers import Gemma3nForCausalLM, Gemma3nTextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3nTextConfig(**_text_config(len(tokenizer)), vocab_size_per_layer_input=len(tokenizer),
+                               hidden_size_per_layer_input=8, laurel_rank=4, num_kv_shared_layers=0,
+                               altup_num_inputs=2)
+    folder = tmp_path_factory.mktemp("tiny") / "gemma3n"
+    Gemma3nForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm(tmp_path_factory, tokenizer) -> Path:
+    """A Gemma3ForConditionalGeneration folder with a one-layer SigLIP (28 px, 4 image tokens) and its processor."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+    torch.manual_seed(0)
+    config = Gemma3Config(
+        text_config=_text_config(len(tokenizer)),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14),
+        mm_tokens_per_image=4, boi_token_index=tokenizer.boi_token_id, eoi_token_index=tokenizer.eoi_token_id,
+        image_token_index=tokenizer.image_token_id)
+    folder = tmp_path_factory.mktemp("tiny") / "gemma3-vlm"
+    Gemma3ForConditionalGeneration(config).save_pretrained(folder)
+    Gemma3Processor(image_processor=Gemma3ImageProcessorPil(size={"height": 28, "width": 28}), tokenizer=tokenizer,
+                    image_seq_length=4).save_pretrained(folder)
+    return folder
+
+
+def _recipe(path: Path, model: str, **changes) -> Path:
+    """A recipe file: the repo's CPU recipe with ``model`` and the given section updates."""
+    spec = yaml.safe_load((RECIPES / "gemma3-270m-cpu-lora.yaml").read_text())
+    spec["model"] = model
+    for key, value in changes.items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) and isinstance(spec.get(key), dict) else value
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+TINY_TRAIN = {"max_steps": 12, "learning_rate": 1e-2, "batch_size": 4, "warmup": 0, "logging_steps": 1,
+              "eval_steps": None, "max_length": 128}
+
+
+# ---- recipes --------------------------------------------------------------------------------------------------------
+
+def test_shipped_recipes_are_valid_and_follow_the_public_values():
+    files = sorted(RECIPES.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"gemma3n-e2b-text-lora", "gemma3n-e4b-text-lora", "gemma3n-e2b-vision-lora",
+                                       "medgemma-4b-vision-qlora", "gemma3-270m-cpu-lora"}
+    for f in files:
+        assert validate_recipe(f) == [], f
+        recipe = load_recipe(f)
+        assert recipe.name == f.stem and recipe.train.max_grad_norm == 0.3
+        assert 8 <= recipe.lora.r <= 32
+    vision = load_recipe(RECIPES / "gemma3n-e2b-vision-lora.yaml")
+    assert vision.modality == "vision" and vision.lora.layers == ["language", "vision"]
+    assert all(load_recipe(RECIPES / f"gemma3n-{m}-text-lora.yaml").train.precision == "bf16" for m in ("e2b", "e4b"))
+
+
+def test_recipe_problems_are_all_listed(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "model": "unsloth/gemma-3n-E2B-it", "lr": 1,
+                                   "lora": {"r": 8, "rank": 8}, "train": {"precision": "fp16", "epoch": 2}}))
+    problems = validate_recipe(bad)
+    assert any("lr: unknown key" in p for p in problems) and any("lora.rank: unknown key" in p for p in problems)
+    assert any("train.epoch: unknown key" in p for p in problems) and all(p.startswith(str(bad)) for p in problems)
+
+    bad.write_text(yaml.safe_dump({"name": "x", "model": "unsloth/gemma-3n-E4B-it", "train": {"precision": "fp16"}}))
+    assert "overflows in float16" in validate_recipe(bad)[0]
+    bad.write_text(yaml.safe_dump({"name": "x", "train": {"epochs": 1, "max_steps": 5}}))
+    assert "not both" in validate_recipe(bad)[0]
+    bad.write_text(yaml.safe_dump({"name": "x", "lora": {"layers": ["language", "vision"]}}))
+    assert "set modality: vision" in validate_recipe(bad)[0]
+
+
+def test_fp16_is_refused_for_a_local_gemma3n_folder(tmp_path, tiny_gemma3n):
+    problems = validate_recipe(_recipe(tmp_path / "r.yaml", str(tiny_gemma3n), train={"precision": "fp16"}))
+    assert len(problems) == 1 and "Gemma 3n" in problems[0]
+
+
+# ---- data: Gemma turns and assistant-only labels --------------------------------------------------------------------
+
+def _labelled_spans(ids: list[int], labels: list[int]) -> list[list[int]]:
+    spans, current = [], []
+    for token, label in zip(ids, labels):
+        if label != IGNORE:
+            assert label == token
+            current.append(token)
+        elif current:
+            spans.append(current)
+            current = []
+    return spans + ([current] if current else [])
+
+
+def test_only_assistant_tokens_carry_loss(tokenizer):
+    messages = [{"role": "system", "content": "You are a first-aid instructor."},
+                {"role": "user", "content": "What is the recovery position?"},
+                {"role": "assistant", "content": "Lay the person on their side."},
+                {"role": "user", "content": "Why?"},
+                {"role": "assistant", "content": "It keeps the airway open."}]
+    text = render(messages)
+    assert text.startswith("<start_of_turn>user\nYou are a first-aid instructor.\n\nWhat is the recovery position?"
+                           "<end_of_turn>\n<start_of_turn>model\nLay the person")
+    row = tokenize_text([{"messages": messages, "images": []}], tokenizer)[0]
+    assert row["input_ids"][0] == tokenizer.bos_token_id and row["labels"][0] == IGNORE
+    spans = _labelled_spans(row["input_ids"], row["labels"])
+    assert [tokenizer.decode(s) for s in spans] == ["Lay the person on their side.<end_of_turn>",
+                                                    "It keeps the airway open.<end_of_turn>"]
+    newline_after = row["input_ids"].index(tokenizer.convert_tokens_to_ids("<end_of_turn>")) + 1
+    assert row["labels"][newline_after] == IGNORE
+
+
+def test_export_folder_loads_with_fingerprint(firstaid_export):
+    data = load_training_data(firstaid_export, max_train_rows=5)
+    assert data.format == "messages" and len(data.train) == 5 and data.eval and not data.has_images
+    assert data.train[0]["messages"][0]["role"] == "user"
+    assert [f["path"] for f in data.fingerprint["files"]] == sorted(
+        p.relative_to(firstaid_export).as_posix() for p in (firstaid_export / "data").glob("*.parquet"))
+    assert len(data.fingerprint["sha256"]) == 64
+    assert load_training_data(firstaid_export, max_train_rows=5).fingerprint == data.fingerprint
+
+
+def test_medrescue_export_reads_as_the_same_conversations(firstaid_export, tmp_path):
+    medrescue = tmp_path / "medrescue"
+    export(firstaid_export.parent / "02-stage", medrescue,
+           ExportOptions(format="medrescue", fractions={"train": 0.8, "validation": 0.2}))
+    data = load_training_data(medrescue)
+    assert data.format == "medrescue"
+    assert data.train == load_training_data(firstaid_export).train
+
+
+def test_vision_collator_labels_answers_and_expands_images(vqa_export, tiny_vlm):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_vlm)
+    data = load_training_data(vqa_export, eval_split=None, max_train_rows=3)
+    assert data.has_images
+    rows = [image_dataset(data.train)[i] for i in range(3)]
+    batch = VisionCollator(processor)(rows)
+    assert batch["pixel_values"].shape == (3, 3, 28, 28) and "token_type_ids" in batch
+    image_id = processor.tokenizer.image_token_id
+    for ids, labels, row in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), rows):
+        assert ids.count(image_id) == 4
+        spans = _labelled_spans(ids, labels)
+        answer = row["messages"][-1]["content"].strip()
+        assert [processor.tokenizer.decode(s) for s in spans] == [f"{answer}<end_of_turn>"]
+
+
+def test_scoring_only_labelled_positions_keeps_the_loss(firstaid_export, tiny_gemma3n, tokenizer):
+    import trl.trainer.utils
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gemma3n)
+    trl.trainer.utils.add_fused_lm_head(model)
+    row = tokenize_text(load_training_data(firstaid_export, max_train_rows=1).train, tokenizer)[0]
+    inputs = {"input_ids": torch.tensor([row["input_ids"]]), "labels": torch.tensor([row["labels"]]),
+              "fused_lm_head": True}
+    cpu = torch.device("cpu")
+    everywhere = model(**inputs).loss
+    with labelled_positions_only():
+        assert trl.trainer.utils._use_triton(cpu)
+        labelled = model(**inputs).loss
+    assert not trl.trainer.utils._use_triton(cpu)
+    assert labelled.item() > 0 and torch.allclose(labelled, everywhere, atol=1e-6)
+
+
+# ---- the CLI without training ---------------------------------------------------------------------------------------
+
+def test_dry_run_validates_recipe_and_data_without_loading(firstaid_export, vqa_export, tmp_path, capsys):
+    recipe = RECIPES / "gemma3n-e2b-text-lora.yaml"
+    assert main(["finetune", str(recipe), "--data", str(firstaid_export), "--dry-run", "-o", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr()
+    assert "unsloth/gemma-3n-E2B-it" in out.out and "trl" in out.out and "train rows" in out.out
+    assert "load_in_4bit needs CUDA" in out.err
+    assert main(["finetune", str(recipe), "--data", str(vqa_export), "--dry-run"]) == 2
+    assert "has images but recipe gemma3n-e2b-text-lora is a text recipe" in capsys.readouterr().err
+    assert main(["finetune", str(RECIPES / "gemma3n-e2b-vision-lora.yaml"), "--data", str(firstaid_export),
+                 "--dry-run"]) == 2
+    assert main(["finetune", str(recipe), "--data", str(tmp_path), "--dry-run"]) == 2
+    assert "has no data/" in capsys.readouterr().err
+
+
+def test_explicit_unsloth_without_cuda_names_the_install_line(firstaid_export, tmp_path, capsys):
+    recipe = _recipe(tmp_path / "r.yaml", "unsloth/gemma-3n-E2B-it", backend="unsloth", train={"precision": "bf16"})
+    assert main(["finetune", str(recipe), "--data", str(firstaid_export), "--dry-run"]) == 2
+    assert INSTALL in capsys.readouterr().err
+    with pytest.raises(BackendUnavailable, match=r"pip install 'curate\[gpu\]'"):
+        unsloth_train(load_recipe(recipe), load_training_data(firstaid_export))
+
+
+def test_model_push_scrubs_the_token(tmp_path, monkeypatch):
+    token = "hf_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3"
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+
+    def refuse(self, repo_id, **kwargs):
+        raise RuntimeError(f"401 for {repo_id} with Authorization: Bearer {token}")
+
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", refuse)
+    with pytest.raises(PushFailed) as failed:
+        push_model(folder, "me/adapter", token=token)
+    assert token not in str(failed.value) and "hf upload me/adapter" in str(failed.value)
+    (folder / "train_report.json").write_text(json.dumps({"oops": token}))
+    with pytest.raises(PushError, match="contains your Hugging Face token"):
+        push_model(folder, "me/adapter", token=token)
+
+
+# ---- training through the recipe code on tiny models ---------------------------------------------------------------
+
+def _drops(history: dict) -> bool:
+    losses = [e["loss"] for e in history["train"]]
+    return len(losses) >= 6 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_tiny_gemma3n_lora_learns_saves_and_reloads(firstaid_export, tiny_gemma3n, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    recipe = _recipe(tmp_path / "tiny.yaml", str(tiny_gemma3n), train=TINY_TRAIN, data={"max_train_rows": 8})
+    result = finetune(recipe, firstaid_export, tmp_path / "out")
+    out = result.output
+    assert result.backend == "trl" and _drops(result.history), result.history
+    assert result.history["eval"] and json.loads((out / "loss_history.json").read_text()) == result.history
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "recipe.yaml", "data.json",
+            "train_report.json"} <= {p.name for p in out.iterdir()}
+    assert load_recipe(out / "recipe.yaml").train.max_steps == 12
+    data = json.loads((out / "data.json").read_text())
+    full = load_training_data(firstaid_export)
+    assert data["rows"] == {"train": 8, "eval": len(full.eval)} and data["sha256"] == full.fingerprint["sha256"]
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "gemma3n" and adapter["r"] == 16
+    assert all(name.rsplit(".", 1)[-1] in {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                           "down_proj"} for name in adapter["target_modules"])
+
+    ids = torch.tensor([tokenize_text(load_training_data(firstaid_export, max_train_rows=1).train,
+                                      result.processing)[0]["input_ids"]])
+    with torch.no_grad():
+        trained = result.model(input_ids=ids).logits
+        reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_gemma3n), out).eval()
+        assert torch.equal(reloaded(input_ids=ids).logits, trained)
+        base = AutoModelForCausalLM.from_pretrained(tiny_gemma3n).eval()
+        assert not torch.allclose(base(input_ids=ids).logits, trained)
+
+
+def test_tiny_gemma3_vision_lora_trains_language_and_vision_layers(vqa_export, tiny_vlm, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    recipe = _recipe(tmp_path / "vlm.yaml", str(tiny_vlm), modality="vision",
+                     lora={"targets": "all-linear", "layers": ["language", "vision"]}, train=TINY_TRAIN,
+                     data={"eval_split": None})
+    result = finetune(recipe, vqa_export, tmp_path / "out")
+    assert _drops(result.history) and result.history["eval"] == [], result.history
+    adapted = [name for name, _ in result.model.named_modules() if name.endswith("lora_A")]
+    assert any("vision_tower" in n for n in adapted) and any("language_model" in n for n in adapted)
+    assert (result.output / "processor_config.json").is_file()
+
+    rows = [image_dataset(load_training_data(vqa_export, eval_split=None).train)[0]]
+    batch = VisionCollator(result.processing)(rows)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "token_type_ids")}
+    with torch.no_grad():
+        trained = result.model(**inputs).logits
+        base = AutoModelForImageTextToText.from_pretrained(tiny_vlm)
+        reloaded = PeftModel.from_pretrained(base, result.output).eval()
+        assert torch.equal(reloaded(**inputs).logits, trained)
+
+
+def test_cli_finetune_merges_and_chat_answers_with_and_without_adapter(firstaid_export, tiny_gemma3n, tmp_path,
+                                                                        capsys):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "out"
+    recipe = _recipe(tmp_path / "tiny.yaml", str(tiny_gemma3n), merge=True, train={**TINY_TRAIN, "max_steps": 2},
+                     data={"max_train_rows": 4, "eval_split": None})
+    assert main(["finetune", str(recipe), "--data", str(firstaid_export), "-o", str(out)]) == 0
+    assert f"adapter: {out}" in capsys.readouterr().out
+    assert main(["finetune", str(recipe), "--data", str(firstaid_export), "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+    ids = torch.tensor([[2, 4, 40, 41, 42, 5]])
+    with torch.no_grad():
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()(input_ids=ids).logits
+        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_gemma3n), out).eval()
+        assert torch.allclose(merged, adapted(input_ids=ids).logits, atol=1e-5)
+
+    for extra in ([], ["--adapter", str(out)]):
+        code = main(["chat", str(tiny_gemma3n), "How do I treat a burn?", "--max-tokens", "4", "--device", "cpu",
+                     *extra])
+        assert code in (0, 1)  # a random tiny model may answer only whitespace
+    assert main(["chat", str(tiny_gemma3n), "q", "--adapter", str(tmp_path)]) == 2
+
+
+# ---- the embedded Gemma 3 270M on CPU -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_embedded_gemma_trains_a_few_steps_and_chats(short_firstaid_export, tmp_path):
+    """A handful of LoRA steps on the real 270M (dequantized once into ~/.cache/curate/models), then the same
+    question to the base model and to the tuned one."""
+    recipe = _recipe(tmp_path / "cpu.yaml", "embedded", train={"max_steps": 5, "batch_size": 1, "max_length": 256,
+                                                              "logging_steps": 1, "eval_steps": None},
+                     data={"max_train_rows": 5, "max_eval_rows": 2})
+    result = finetune(recipe, short_firstaid_export, tmp_path / "out")
+    assert len(result.history["train"]) == 5 and all(e["loss"] > 0 for e in result.history["train"])
+    assert len(result.history["eval"]) == 1
+    report = json.loads((result.output / "train_report.json").read_text())
+    assert report["backend"] == "trl" and report["tokens_per_second"] > 0
+    adapter = json.loads((result.output / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "embedded"
+
+    tokenizer = result.processing
+    assert TurnMarkers.of(tokenizer) == TurnMarkers(105, (4368, 107), 106)  # Gemma 3's ids, "model" and "\n" apart
+    example = load_training_data(short_firstaid_export, max_train_rows=1).train[0]
+    row = tokenize_text([example], tokenizer)[0]
+    spans = _labelled_spans(row["input_ids"], assistant_labels(row["input_ids"], TurnMarkers.of(tokenizer)))
+    assert [tokenizer.decode(s) for s in spans] == [example["messages"][-1]["content"].strip() + "<end_of_turn>"]
+
+    llm = load_chat_model("embedded", device="cpu")  # one load: the adapter wraps the same base weights
+    question = "How should I cool a minor burn?"
+    base = ask(llm, question, max_tokens=16)
+    tuned = ask(apply_adapter(llm, result.output), question, max_tokens=16)
+    assert base and tuned, (base, tuned)
