@@ -163,9 +163,10 @@ def _catalog_set(entry: CatalogEntry, path: Path | None) -> EvalSet:
 
 
 def _export_set(folder: Path, split: str) -> EvalSet:
-    from curate.train.data import conversation, detect_format, split_files
+    from curate.export.summary import export_shards
+    from curate.train.data import conversation, detect_format
 
-    splits = split_files(folder)
+    splits = export_shards(folder)
     if split not in splits:
         raise SetError(f"export folder {folder} has no split '{split}'; its splits are {', '.join(splits)}: pass "
                        f"--split")

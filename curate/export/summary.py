@@ -55,13 +55,19 @@ def summarise(value, max_chars: int = 300):
     return value
 
 
-def split_files(folder: Path) -> dict[str, list[Path]]:
-    """Parquet files by split: an artifact's ``data/`` shards, or a stage folder's parts as split ``rows``."""
+def export_shards(folder: Path) -> dict[str, list[Path]]:
+    """{split: its parquet shards} of an export folder's ``data/`` (``<split>-NNNNN-of-NNNNN.parquet``)."""
     shards: dict[str, list[Path]] = {}
     for path in sorted((folder / "data").glob("*.parquet")):
         match = SHARD.match(path.name)
         if match:
             shards.setdefault(match["split"], []).append(path)
+    return shards
+
+
+def split_files(folder: Path) -> dict[str, list[Path]]:
+    """Parquet files by split: an artifact's ``data/`` shards, or a stage folder's parts as split ``rows``."""
+    shards = export_shards(folder)
     if not shards and list(folder.glob("part-*.parquet")):
         shards["rows"] = sorted(folder.glob("part-*.parquet"))
     rank = {name: i for i, name in enumerate(USUAL_ORDER)}

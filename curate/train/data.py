@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.export.formats import FORMATS, Format, think
-from curate.export.summary import SHARD
+from curate.export.summary import export_shards
 from curate.llm.chat import END, START, fold_system, gemma_prompt
 from curate.llm.hf import file_sha256
 
@@ -62,16 +62,6 @@ class TrainingData:
     @property
     def has_images(self) -> bool:
         return any(ex["images"] for ex in self.train + (self.eval or []))
-
-
-def split_files(folder: Path) -> dict[str, list[Path]]:
-    """{split: its parquet shards} of an export folder."""
-    splits: dict[str, list[Path]] = {}
-    for path in sorted((folder / "data").glob("*.parquet")):
-        match = SHARD.match(path.name)
-        if match:
-            splits.setdefault(match["split"], []).append(path)
-    return splits
 
 
 def fingerprint(folder: Path, files: list[Path]) -> dict:
@@ -111,7 +101,7 @@ def load_training_data(folder: str | Path, train_split: str = "train", eval_spli
                        max_train_rows: int | None = None, max_eval_rows: int | None = None) -> TrainingData:
     """The examples of an export folder's train and eval splits (a missing eval split is a warning)."""
     folder = Path(folder)
-    splits = split_files(folder)
+    splits = export_shards(folder)
     if not splits:
         raise DataError(f"{folder} has no data/<split>-NNNNN-of-NNNNN.parquet files: give an export folder made "
                         "with `curate export`")

@@ -18,8 +18,6 @@ temporary folder and renames it into place, so a failed run leaves no half-writt
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from curate import __version__
-from curate.io import write_json
+from curate.io import building, write_json
 from curate.train import unsloth_backend
 from curate.train.data import DataError, NoExamples, TrainingData, load_training_data
 from curate.train.models import cuda_available
@@ -186,19 +184,10 @@ def finetune(recipe: str | Path | Recipe, data_dir: str | Path, output: str | Pa
     started = time.monotonic()
     trained = _train(plan)
     out = plan.output.resolve()
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with building(out) as tmp:
         _write(tmp, plan, trained, time.monotonic() - started)
         if plan.recipe.merge:
             merge_adapter(plan.recipe, tmp, tmp / "merged")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
     result = FinetuneResult(out, plan.backend, trained.history, trained.metrics, trained.model, trained.processing,
                             warnings=plan.warnings)
     if push:
