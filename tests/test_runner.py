@@ -66,7 +66,7 @@ def test_rerun_is_cached_and_config_change_reruns_only_that_stage(tmp_path, real
     assert changed.stages[1].rows_out > again.stages[1].rows_out
     forced = run_plan(load_plan(path, tmp_path / "run"), force="ingest")
     assert [s.cached for s in forced.stages] == [False, False]
-    with pytest.raises(ValueError, match="no such stage"):
+    with pytest.raises(ValueError, match="no such step"):
         run_plan(load_plan(path, tmp_path / "run"), force="nope")
 
 
