@@ -513,7 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_filter)
 
-    p = sub.add_parser("finetune", help="LoRA-train a Gemma recipe (finetune/*.yaml) on an export folder")
+    from curate.train.recipe import recipe_keys
+
+    p = sub.add_parser("finetune", help="LoRA-train a Gemma recipe (finetune/*.yaml) on an export folder",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="recipe keys (default):\n" + "\n".join(f"  {k}" for k in recipe_keys()))
     p.add_argument("recipe", help="recipe YAML, e.g. finetune/gemma3-270m-cpu-lora.yaml")
     p.add_argument("--data", required=True, help="an export folder (curate export -o DIR)")
     p.add_argument("-o", "--output", help="output folder (default: runs/finetune/<recipe name>)")

@@ -16,6 +16,11 @@ class _Task:
         if self._owner._bars:
             self._owner._bars.advance(self._id, n)
 
+    def describe(self, description: str) -> None:
+        """Replace the task's label (e.g. with a live rate such as pairs per minute)."""
+        if self._owner._bars:
+            self._owner._bars.update(self._id, description=description)
+
     def close(self) -> None:
         if self._owner._bars:
             self._owner._bars.stop_task(self._id)

@@ -213,7 +213,8 @@ def run_stage(planned: PlannedStage, source: Path, folder: Path, input_fp: str, 
               progress: Progress | None = None) -> tuple[StageStats, str]:
     """Run one stage over the rows in ``source`` into ``folder``; returns its stats and fingerprint."""
     stage = planned.stage
-    fp = fingerprint(stage.name, stage.config.model_dump(mode="json"), input_fp, batch_size, __version__)
+    fp = fingerprint(stage.name, stage.config.model_dump(mode="json"), input_fp, batch_size, __version__,
+                     stage.fingerprint_extra())
     stats = StageStats(stage.name)
     if _prepare_dir(folder, fp, resumable=not stage.stateful):
         stats.add(read_json(folder / "_stage.json")["stats"])
@@ -239,6 +240,7 @@ def run_stage(planned: PlannedStage, source: Path, folder: Path, input_fp: str, 
         write_json(folder / f"shard-{k:05d}.json", shard)
         stats.add(shard)
         task.advance()
+        task.describe(f"{stage.name} · {60 * stats.rows_out / max(stats.seconds, 1e-9):,.0f} rows/min")
 
     sizes: dict[int, int] = {}
     todo = _batches_todo(folder, source, batch_size, done)

@@ -63,6 +63,10 @@ class Stage:
     def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
         raise NotImplementedError
 
+    def fingerprint_extra(self) -> list:
+        """What else, besides the config, decides this stage's output (e.g. a prompt file's sha256)."""
+        return []
+
     def finish(self) -> dict[str, list] | None:
         """Stateful stages: rows still held after the last batch (or None)."""
         return None

@@ -110,3 +110,15 @@ def test_parsers_reject_malformed_and_copied_output():
         ("Apply it above the wound.", [1])
     assert parse_answer('{"answer": "Raw\nnewline", "sources": []}', 3) == ("Raw newline", [])
     assert parse_answer('{"answer": "cut off', 3) is None
+
+
+def test_an_edited_prompt_file_changes_the_stage_fingerprint(tmp_path):
+    from importlib import resources
+
+    from curate.rag.synth import SynthQA
+
+    prompt = tmp_path / "my_prompt.yaml"
+    prompt.write_text((resources.files("curate") / "prompts" / "synth_qa.v1.yaml").read_text())
+    before = SynthQA({"prompt": str(prompt)}).fingerprint_extra()
+    prompt.write_text(prompt.read_text().replace("first responder", "paramedic"))
+    assert SynthQA({"prompt": str(prompt)}).fingerprint_extra() != before

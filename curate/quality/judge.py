@@ -65,6 +65,9 @@ class Judge(Stage):
     inputs = ("kind", "messages")
     outputs = {"judge_scores": pa.struct([(c, pa.int8()) for c in CRITERIA]), "judge_score": pa.float32()}
 
+    def fingerprint_extra(self) -> list:
+        return [load_prompt(self.config.prompt).sha256]  # an edited prompt file redoes the stage
+
     def setup(self) -> None:
         self.llm = load_llm(self.config.llm)
         self.prompts = load_prompt(self.config.prompt)

@@ -137,6 +137,9 @@ class SynthQA(Stage):
     inputs = ("id", "kind", "text", "doc_id", "page", "page_end", "source", "license", "provenance")
     outputs = {"context": pa.string(), "citations": pa.list_(CITATION)}
 
+    def fingerprint_extra(self) -> list:
+        return [load_prompt(self.config.prompt).sha256]  # an edited prompt file redoes the stage
+
     def setup(self) -> None:
         c = self.config
         self.llm = load_llm(c.llm)

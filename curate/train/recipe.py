@@ -67,10 +67,11 @@ class TrainSpec(BaseModel):
     batch_size: int = Field(1, ge=1, description="examples per device step")
     grad_accum: int = Field(4, ge=1, description="steps accumulated per optimizer update")
     learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
-    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="learning-rate schedule after the warm-up")
     warmup: float = Field(0, ge=0, description="warm-up: steps (>= 1) or a fraction of all steps (< 1)")
     max_grad_norm: float = Field(0.3, gt=0, description="gradient clipping norm")
-    weight_decay: float = Field(0.01, ge=0)
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     epochs: float | None = Field(None, gt=0, description="passes over the data (default 1 unless max_steps)")
     max_steps: int | None = Field(None, ge=1, description="optimizer updates; set this or epochs, not both")
     precision: Literal["bf16", "fp32", "fp16"] = Field("bf16", description="weights and compute (never fp16 for "
@@ -78,9 +79,11 @@ class TrainSpec(BaseModel):
     optim: Literal["auto", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit"] = Field(
         "auto", description="auto: adamw_8bit with CUDA and bitsandbytes, else adamw_torch")
     gradient_checkpointing: bool = Field(True, description="recompute activations: less memory, slower")
+    group_by_length: bool = Field(False, description="batch rows of similar length together: less padding, faster "
+                                                     "(text rows)")
     logging_steps: int = Field(1, ge=1, description="record the training loss every N updates")
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N updates (always once at the end)")
-    seed: int = 3407
+    seed: int = Field(3407, description="seed of the adapter's initialisation and of the data order")
 
     @model_validator(mode="after")
     def _stop(self) -> "TrainSpec":
@@ -104,7 +107,7 @@ class DataSpec(BaseModel):
     """Which splits of the export folder train and evaluate, and how many rows of each."""
 
     model_config = ConfigDict(extra="forbid")
-    train_split: str = "train"
+    train_split: str = Field("train", description="split of the export folder to train on")
     eval_split: str | None = Field("validation", description="evaluation split; None or a missing split skips it")
     max_train_rows: int | None = Field(None, ge=1, description="use only the first N training rows")
     max_eval_rows: int | None = Field(None, ge=1, description="use only the first N evaluation rows")
@@ -114,11 +117,12 @@ class Recipe(BaseModel):
     """A fine-tuning recipe (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    description: str = ""
+    name: str = Field(min_length=1, description="the recipe's name (default output folder runs/finetune/NAME)")
+    description: str = Field("", description="free text")
     model: str = Field(EMBEDDED, description="'embedded', a .gguf path, a local folder or a Hub id")
-    modality: Literal["text", "vision"] = "text"
-    backend: Literal["auto", "unsloth", "trl"] = "auto"
+    modality: Literal["text", "vision"] = Field("text", description="text, or vision (images in the first user turn)")
+    backend: Literal["auto", "unsloth", "trl"] = Field(
+        "auto", description="auto: unsloth with CUDA and the gpu extra, else trl")
     load_in_4bit: bool = Field(False, description="QLoRA: load the base weights in 4 bits (CUDA only)")
     merge: bool = Field(False, description="also save the base model with the adapter merged in (merged/)")
     lora: LoraSpec = Field(default_factory=LoraSpec)
@@ -137,6 +141,22 @@ class Recipe(BaseModel):
             raise ValueError(f"model {self.model!r} is a text-only GGUF; a vision recipe needs a vision-language "
                              "model (a folder or Hub id)")
         return self
+
+
+def recipe_keys() -> list[str]:
+    """Every key a recipe may hold, with its default and meaning, one line each (``curate finetune --help``)."""
+    lines: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                walk(info.annotation, f"{prefix}{name}.")
+                continue
+            default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+            lines.append(f"{prefix}{name}: {default}" + (f"  ({info.description})" if info.description else ""))
+
+    walk(Recipe, "")
+    return lines
 
 
 def _local_model_type(model: str) -> str | None:

@@ -53,17 +53,31 @@ def sft_config(recipe: Recipe, output_dir: str, *, has_eval: bool, vision: bool,
     args = dict(
         output_dir=output_dir, per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, learning_rate=t.learning_rate, lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_steps, max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay,
         num_train_epochs=t.num_epochs, max_steps=t.max_steps or -1, optim=optim,
         bf16=t.precision == "bf16", fp16=t.precision == "fp16", max_length=t.max_length,
         gradient_checkpointing=t.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=t.logging_steps, eval_strategy="steps" if eval_every else "no", eval_steps=t.eval_steps,
         save_strategy="no", report_to="none", seed=t.seed, data_seed=t.seed, dataloader_pin_memory=cuda_available(),
+        **_versioned(SFTConfig, t.warmup_steps, t.group_by_length and not vision),
     )
     if vision:
         args.update(remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True})
     args.update(extra)
     return SFTConfig(**args)
+
+
+def _versioned(config_class, warmup: int | float, group_by_length: bool) -> dict:
+    """Warm-up and length grouping in the words of the installed transformers: 5.x takes a warm-up fraction in
+    ``warmup_steps`` and ``train_sampling_strategy``; 4.x (which Unsloth may pin) has ``warmup_ratio`` and
+    ``group_by_length``."""
+    fields = set(getattr(config_class, "__dataclass_fields__", {}))
+    out = {"warmup_ratio": warmup} if isinstance(warmup, float) and "warmup_ratio" in fields else \
+        {"warmup_steps": warmup}
+    if group_by_length:
+        out.update({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in fields else
+                   {"group_by_length": True})
+    return out
 
 
 def loss_history(log_history: list[dict]) -> dict:
