@@ -26,6 +26,12 @@ console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 
+def fail(label: str, exc: Exception, code: int) -> int:
+    """Print ``label`` and the error (never its traceback) to stderr; return the exit code."""
+    errors.print(f"[red]{label}[/red] {exc}", highlight=False)
+    return code
+
+
 def _pairs(values: list[str] | None, flag: str) -> dict[str, object]:
     out = {}
     for item in values or []:
@@ -47,8 +53,7 @@ def cmd_run(args) -> int:
                          {k: str(v) for k, v in _pairs(args.source_path, "--source-path").items()},
                          _pairs(args.set, "--set"))
     except PipelineError as exc:
-        errors.print(f"[red]invalid pipeline[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("invalid pipeline", exc, INVALID)
     for w in plan.warnings:
         errors.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     if args.dry_run:
@@ -62,11 +67,9 @@ def cmd_run(args) -> int:
         with Progress(enabled=not args.no_progress, console=errors) as progress:
             report = run_plan(plan, force=args.force, progress=progress, push=not args.no_push)
     except NothingToExport as exc:
-        errors.print(f"[red]nothing to export:[/red] {exc}", highlight=False)
-        return NOTHING_USABLE
+        return fail("nothing to export:", exc, NOTHING_USABLE)
     except ValueError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("error:", exc, INVALID)
     except (StageFailed, PushError, FinetuneError) as exc:
         errors.print(f"[red]failed:[/red] {exc}. Completed steps are kept; rerun to resume.", highlight=False)
         return FAILED
@@ -108,8 +111,7 @@ def cmd_ingest(args) -> int:
                         options=_pairs(args.option, "--option"))
         spec = resolve_source(ref, Path.cwd(), catalog, Path(args.path).resolve() if args.path else None)
     except (CatalogError, ConnectorError, ValueError) as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("error:", exc, INVALID)
     problems = check_source(spec)
     if problems:
         errors.print("[red]error:[/red] " + "\n".join(problems), highlight=False)
@@ -131,8 +133,7 @@ def cmd_sources(args) -> int:
     try:
         catalog = load_catalog()
     except CatalogError as exc:
-        errors.print(f"[red]invalid catalog[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("invalid catalog", exc, INVALID)
     if args.action == "list":
         table = Table(title="source catalog", title_justify="left")
         for col in ("name", "kind", "use", "licence", "location"):
@@ -173,11 +174,9 @@ def cmd_export(args) -> int:
             save_to_disk=args.save_to_disk, max_shard_mb=args.max_shard_mb, overwrite=args.overwrite)
         result = export(args.source, args.output, options)
     except NothingToExport as exc:
-        errors.print(f"[red]nothing to export:[/red] {exc}", highlight=False)
-        return NOTHING_USABLE
+        return fail("nothing to export:", exc, NOTHING_USABLE)
     except (ExportError, SplitError) as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("error:", exc, INVALID)
     table = Table(title=f"export -> {result.out}  (licence {result.license})", title_justify="left")
     table.add_column("split")
     table.add_column("rows", justify="right")
@@ -198,11 +197,9 @@ def cmd_push(args) -> int:
         result = push(args.folder, args.repo, private=True if args.private else None, revision=args.revision,
                       message=args.message, dry_run=args.dry_run)
     except PushFailed as exc:
-        errors.print(f"[red]failed:[/red] {exc}", highlight=False)
-        return FAILED
+        return fail("failed:", exc, FAILED)
     except PushError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("error:", exc, INVALID)
     if args.dry_run:
         table = Table(title=f"dry run: would upload to dataset {result.repo_id}", title_justify="left")
         table.add_column("path")
@@ -224,8 +221,7 @@ def cmd_inspect(args) -> int:
     try:
         summary = inspect_folder(args.folder, args.rows)
     except FileNotFoundError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("error:", exc, INVALID)
     table = Table(title=summary.folder, title_justify="left")
     for col, justify in (("split", "left"), ("source", "left"), ("rows", "right")):
         table.add_column(col, justify=justify)
@@ -252,11 +248,9 @@ def cmd_filter(args) -> int:
         with Progress(enabled=not args.no_progress, console=errors) as progress:
             report = run_filters(Path(args.input), Path(args.output), plan, progress=progress)
     except FilterError as exc:
-        errors.print(f"[red]invalid filter[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("invalid filter", exc, INVALID)
     except StageFailed as exc:
-        errors.print(f"[red]failed:[/red] {exc}", highlight=False)
-        return FAILED
+        return fail("failed:", exc, FAILED)
     print_report(report.to_json(), console)
     return OK if report.rows_out else NOTHING_USABLE
 
@@ -303,11 +297,9 @@ def cmd_synth(args) -> int:
         with Progress(enabled=not args.no_progress, console=errors) as progress:
             stats = synth_folder(index, Path(args.output), config, args.batch_size, progress)
     except ValidationError as exc:
-        errors.print(f"[red]invalid synth config[/red] {exc}", highlight=False)
-        return INVALID
+        return fail("invalid synth config", exc, INVALID)
     except StageFailed as exc:
-        errors.print(f"[red]failed:[/red] {exc}", highlight=False)
-        return FAILED
+        return fail("failed:", exc, FAILED)
     print_report(_single_stage_report(f"synth {index}", Path(args.output), stats), console)
     return OK if stats.rows_out else NOTHING_USABLE
 
