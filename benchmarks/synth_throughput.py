@@ -383,13 +383,13 @@ def print_report(paths: dict[str, dict], limits: list[dict[str, dict[int, dict]]
 
     print(f"\ndecoding limit (pp {NPP}, tg {NTG}; tokens/s summed over the batch), min / median / max of "
           f"{len(limits)} measurements taken around the paths")
-    print(f"{'measured by':<22}" + "".join(f"{'tg@' + str(b):>20}" for b in LIMIT_BATCHES) + f"{'pp@1':>20}")
+    print(f"{'measured by':<22}" + "".join(f"{'tg@' + str(b):>22}" for b in LIMIT_BATCHES) + f"{'pp@1':>22}")
     for source in limits[0]:
         cells = []
         for b, speed in [(b, "speed_tg") for b in LIMIT_BATCHES] + [(1, "speed_pp")]:
             values = sorted(m[source][b][speed] for m in limits)
             cells.append(f"{values[0]:.1f} / {statistics.median(values):.1f} / {values[-1]:.1f}")
-        print(f"{source:<22}" + "".join(f"{c:>20}" for c in cells))
+        print(f"{source:<22}" + "".join(f"{c:>22}" for c in cells))
 
     print("\nratios (each llama.cpp path against the limit measured just before and after it)")
     hf = paths.get("transformers")
