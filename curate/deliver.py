@@ -1,5 +1,5 @@
-"""What a run delivers after its row stages: the exported dataset, its upload, a fine-tuned adapter, and the base
-and tuned model's answers side by side.
+"""What a run delivers after its row stages: the exported dataset, its upload, a fine-tuned adapter, the base and
+tuned model's answers side by side, and both models evaluated on a held-out set.
 
 Pipeline keys (all optional)::
 
@@ -13,6 +13,12 @@ Pipeline keys (all optional)::
       compare:                    # -> RUN_DIR/compare.json: base vs tuned answers (greedy, same settings)
         questions: ["How long should a burn be cooled?"]
         max_tokens: 96
+      evaluate:                   # -> RUN_DIR/evaluate (curate.evaluate): base and tuned scored, compared
+        set: medqa-usmle-4-options-test   # catalog name, or a QA file / folder (relative to the pipeline file)
+        path: ../data/medqa_test.jsonl    # a local copy of a catalog entry (nothing is downloaded)
+        limit: 50                 # a seeded sample
+        settings: {scoring: loglik, shots: 3}    # curate.evaluate.EvalSettings
+        model: {dtype: float32}   # transformers backend options for both models
 
 Each step is fingerprinted like a stage (its config and its input's fingerprint) and skipped on a rerun when
 complete; its output folder is written under a temporary name and renamed, so a killed run never leaves a partial
@@ -27,7 +33,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from curate import __version__
-from curate.io import read_json, write_json
+from curate.evaluate.run import EvalSettings
+from curate.io import file_sha256, read_json, write_json
 from curate.runner import StageStats, fingerprint
 
 
@@ -52,11 +59,24 @@ class CompareSpec(BaseModel):
     max_tokens: int = Field(default=96, ge=1)
 
 
+class EvaluateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    set: str
+    path: str | None = None
+    layout: str | None = None
+    split: str = "test"
+    limit: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    settings: EvalSettings = Field(default_factory=EvalSettings)
+    model: dict = Field(default_factory=dict)
+
+
 class FinetuneSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     recipe: str
     max_steps: int | None = Field(default=None, ge=1)
     compare: CompareSpec | None = None
+    evaluate: EvaluateSpec | None = None
 
 
 def load_recipe_for(spec: FinetuneSpec, base: Path):
@@ -115,7 +135,7 @@ def finetune_step(spec: FinetuneSpec, base: Path, run_dir: Path, input_fp: str) 
     started = time.perf_counter()
     result = finetune(recipe, run_dir / "export", run_dir / "finetune", overwrite=True)
     losses = [h["loss"] for h in result.history.get("train", []) if "loss" in h]
-    train_rows = read_json(result.out / "data.json")["rows"]["train"]
+    train_rows = read_json(result.output / "data.json")["rows"]["train"]
     counters = {"tokens_trained": int(result.metrics.get("num_tokens", 0) or 0), "steps": recipe.train.max_steps}
     stats = StageStats("finetune", train_rows, train_rows, {}, time.perf_counter() - started, counters)
     write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "first_loss": losses[0] if losses else None,
@@ -144,6 +164,41 @@ def compare_step(spec: CompareSpec, recipe_model: str, run_dir: Path, input_fp: 
     stats = StageStats("compare", len(spec.questions), len(answers), {}, time.perf_counter() - started)
     write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "answers": answers})
     return stats, answers
+
+
+def local_path(value: str | None, base: Path) -> str | None:
+    """``value`` read from ``base`` when it names a file or folder there (a catalog name stays as it is)."""
+    if value is None:
+        return None
+    path = base / Path(value).expanduser()
+    return str(path) if path.exists() else value
+
+
+def evaluate_step(spec: EvaluateSpec, recipe_model: str, base: Path, run_dir: Path,
+                  input_fp: str) -> tuple[StageStats, dict]:
+    """The base model and the tuned adapter scored on the same held-out set with the same prompts, decoding and
+    precision (RUN_DIR/evaluate: base/, tuned/, comparison.json); returns stats and the comparison."""
+    from curate.evaluate import compare_models, load_eval_set
+
+    eval_set = load_eval_set(local_path(spec.set, base), path=local_path(spec.path, base), split=spec.split,
+                             layout=spec.layout, limit=spec.limit, seed=spec.seed)
+    files = [Path(p) for p in (local_path(spec.set, base), local_path(spec.path, base)) if p and Path(p).is_file()]
+    fp = fingerprint("evaluate", spec.model_dump(mode="json"), eval_set.fingerprint,
+                     [file_sha256(p) for p in files], input_fp, __version__)
+    marker = run_dir / "evaluate.json"
+    if _done(marker, fp):
+        saved = read_json(marker)
+        return StageStats(**saved["stats"], cached=True), saved["comparison"]
+    started = time.perf_counter()
+    config = {"backend": "transformers", "instruction_tuned": True, **spec.model, "model": recipe_model}
+    comparison = compare_models(config, config, eval_set, run_dir / "evaluate", tuned_adapter=run_dir / "finetune",
+                                settings=spec.settings)
+    counters = {f"{side}_{name}": round(m[side]["value"], 4) for name, m in comparison["metrics"].items()
+                for side in ("a", "b") if m[side].get("value") is not None}
+    stats = StageStats("evaluate", len(eval_set.items), comparison["n_paired"], dict(eval_set.rejected),
+                       time.perf_counter() - started, counters)
+    write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "comparison": comparison})
+    return stats, comparison
 
 
 def _plain(stats: StageStats) -> dict:

@@ -3,6 +3,8 @@
 Writes, from files that ship with the package:
   OUT_DIR/firstaid.pdf  – a short first-aid PDF typeset from the project's own text (``data/demo_firstaid.md``)
   OUT_DIR/qa.jsonl      – a small QA set written for the project (``data/demo_qa.jsonl``)
+  OUT_DIR/eval.jsonl    – 20 held-out multiple-choice questions written for the project, in MedQA's layout
+                          (``data/demo_eval.jsonl``): the demo scores the base and the tuned model on them
   OUT_DIR/dicom/        – two real DICOM images bundled in pydicom's wheel (no download)
 """
 
@@ -46,6 +48,7 @@ def prepare(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     write_pdf((data / "demo_firstaid.md").read_text(), out / "firstaid.pdf")
     (out / "qa.jsonl").write_text((data / "demo_qa.jsonl").read_text())
+    (out / "eval.jsonl").write_text((data / "demo_eval.jsonl").read_text())
     (out / "dicom").mkdir(exist_ok=True)
     for name in DICOM_FILES:
         shutil.copyfile(get_testdata_file(name, download=False), out / "dicom" / name)

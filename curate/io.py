@@ -1,4 +1,4 @@
-"""Files of a run: parquet shards written atomically, rejects as JSON lines, small JSON documents.
+"""Files of a run: parquet shards written atomically, rejects as JSON lines, small JSON documents, file hashes.
 
 A file is written under a temporary name and renamed into place, so a crash never leaves a half-written file under
 a name that readers trust.
@@ -6,6 +6,7 @@ a name that readers trust.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -35,6 +36,15 @@ def building(out: Path) -> Iterator[Path]:
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in 8 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 23), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate.catalog import CatalogError, load_catalog
-from curate.deliver import ExportSpec, FinetuneSpec, load_recipe_for
+from curate.deliver import EvaluateSpec, ExportSpec, FinetuneSpec, load_recipe_for, local_path
 from curate.ingest import CONNECTORS, ConnectorError, validate_options
 from curate.ingest.base import SourceSpec
 from curate.schema import COLUMNS
@@ -140,12 +140,13 @@ def check_source(spec: SourceSpec) -> list[str]:
     return problems
 
 
-def plan_stage_entries(entries: list[dict[str, Any]], start: int,
-                       available: set[str] | None = None) -> tuple[list[PlannedStage], list[str]]:
+def plan_stage_entries(entries: list[dict[str, Any]], start: int, available: set[str] | None = None,
+                       base: Path | None = None) -> tuple[list[PlannedStage], list[str]]:
     """Stages instantiated from YAML entries, numbered from ``start``, and every problem found.
 
     With ``available`` (the columns the first stage will see), each stage's declared inputs are checked against
-    what the earlier stages produce.
+    what the earlier stages produce; with ``base`` (the pipeline's folder), relative paths in stage configs are
+    read from there.
     """
     stages: list[PlannedStage] = []
     problems: list[str] = []
@@ -157,6 +158,8 @@ def plan_stage_entries(entries: list[dict[str, Any]], start: int,
         batch_size = entry.pop("batch_size", None)
         try:
             stage = stage_class(name)(entry)
+            if base is not None:
+                stage.config = stage.config.relative_to(base)
         except (LookupError, ValidationError, ImportError) as exc:
             problems.append(f"stage {i} ({name}): {exc}")
             continue
@@ -227,7 +230,7 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
         sources.append(src)
     problems += [f"--source-path {k}: no source of that name in the pipeline" for k in overrides]
 
-    stages, stage_problems = plan_stage_entries(spec.stages, start=2, available=set(COLUMNS))
+    stages, stage_problems = plan_stage_entries(spec.stages, start=2, available=set(COLUMNS), base=base)
     problems += stage_problems + _check_finetune(spec, base)
     if problems:
         raise PipelineError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -247,4 +250,16 @@ def _check_finetune(spec: PipelineFile, base: Path) -> list[str]:
         load_recipe_for(spec.finetune, base)
     except RecipeError as exc:
         return [f"finetune recipe {exc}"]
+    return _check_evaluate(spec.finetune.evaluate, base) if spec.finetune.evaluate else []
+
+
+def _check_evaluate(spec: EvaluateSpec, base: Path) -> list[str]:
+    """The held-out set must be readable before anything trains (it is read again, whole, by the step)."""
+    from curate.evaluate import SetError, load_eval_set
+
+    try:
+        load_eval_set(local_path(spec.set, base), path=local_path(spec.path, base), split=spec.split,
+                      layout=spec.layout, limit=1)
+    except SetError as exc:
+        return [f"finetune.evaluate: {exc}"]
     return []

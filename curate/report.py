@@ -37,3 +37,7 @@ def print_report(report: dict, console: Console | None = None) -> None:
     console.print(report_table(report))
     if report.get("answers"):
         console.print(answers_table(report["answers"]))
+    if report.get("evaluation"):
+        from curate.evaluate.report import comparison_table
+
+        console.print(comparison_table(report["evaluation"]))

@@ -314,12 +314,13 @@ class RunReport:
     final_dir: str
     rows_out: int
     answers: list[dict] = field(default_factory=list)  # base vs tuned answers, when the pipeline compares
+    evaluation: dict | None = None  # base vs tuned scores on a held-out set (curate.evaluate.compare_runs)
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-DELIVERY_STEPS = ("export", "finetune", "compare")
+DELIVERY_STEPS = ("export", "finetune", "compare", "evaluate")
 
 
 def _force(plan: Plan, force: str, dirs: list[str]) -> None:
@@ -340,7 +341,8 @@ def _force(plan: Plan, force: str, dirs: list[str]) -> None:
 
 def run_plan(plan: Plan, force: str | None = None, progress: Progress | None = None,
              push: bool = True) -> RunReport:
-    """Run every step of ``plan``: ingest, the stages, then export, push, finetune and compare when configured.
+    """Run every step of ``plan``: ingest, the stages, then export, push, finetune, compare and evaluate when
+    configured.
 
     ``force`` names a step to redo along with all after it; ``push=False`` skips uploading.
     """
@@ -356,7 +358,7 @@ def run_plan(plan: Plan, force: str | None = None, progress: Progress | None = N
     stats, fp = ingest(plan.sources, plan.run_dir / dirs[0], plan.batch_size, progress)
     stage_stats, source, fp = run_stages(plan.stages, plan.run_dir / dirs[0], plan.run_dir, fp, plan.batch_size,
                                          progress)
-    all_stats, answers = [stats, *stage_stats], []
+    all_stats, answers, evaluation = [stats, *stage_stats], [], None
     if plan.export is not None:
         stats, fp = deliver.export_step(plan.export, source, plan.run_dir, fp)
         all_stats.append(stats)
@@ -365,11 +367,15 @@ def run_plan(plan: Plan, force: str | None = None, progress: Progress | None = N
     if plan.finetune is not None:
         stats, fp = deliver.finetune_step(plan.finetune, plan.path.parent, plan.run_dir, fp)
         all_stats.append(stats)
+        model = deliver.load_recipe_for(plan.finetune, plan.path.parent).model
         if plan.finetune.compare is not None:
-            model = deliver.load_recipe_for(plan.finetune, plan.path.parent).model
             stats, answers = deliver.compare_step(plan.finetune.compare, model, plan.run_dir, fp)
             all_stats.append(stats)
+        if plan.finetune.evaluate is not None:
+            stats, evaluation = deliver.evaluate_step(plan.finetune.evaluate, model, plan.path.parent, plan.run_dir,
+                                                      fp)
+            all_stats.append(stats)
     report = RunReport(plan.name, str(plan.run_dir), __version__, time.perf_counter() - started, all_stats,
-                       str(source), count_rows(source), answers)
+                       str(source), count_rows(source), answers, evaluation)
     write_json(plan.run_dir / "report.json", report.to_json())
     return report

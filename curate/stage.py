@@ -41,6 +41,10 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def relative_to(self, base: Path) -> "StageConfig":
+        """This config with its relative file paths read from ``base`` (a pipeline's folder); none by default."""
+        return self
+
 
 class Stage:
     """Base class: set ``name``, ``inputs``, ``outputs`` and ``Config``; implement ``process_batch``."""

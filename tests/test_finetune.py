@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from curate.cli import main
+from curate.demo import prepare
 from curate.export.artifact import ExportOptions, export
 from curate.export.hub import PushError, PushFailed
 from curate.ingest import vqa
@@ -413,6 +414,52 @@ def test_cli_finetune_merges_and_chat_answers_with_and_without_adapter(firstaid_
                      *extra])
         assert code in (0, 1)  # a random tiny model may answer only whitespace
     assert main(["chat", str(tiny_gemma3n), "q", "--adapter", str(tmp_path)]) == 2
+
+
+def test_pipeline_trains_then_scores_base_and_tuned_on_its_held_out_set(tiny_gemma3n, tmp_path, monkeypatch, capsys):
+    """A pipeline file whose relative paths (decontamination set, eval set, recipe) are read from its own folder:
+    the planted copy of an eval question is dropped before training, and the evaluate step scores the base model
+    and the adapter on the same 20 demo questions with identical prompts, then reruns from cache."""
+    sources = prepare(tmp_path / "project" / "sources")
+    eval_rows = [json.loads(line) for line in (tmp_path / "project/sources/eval.jsonl").read_text().splitlines()]
+    qa = tmp_path / "project/sources/qa.jsonl"
+    planted = {"question": eval_rows[5]["question"], "answer": eval_rows[5]["answer"]}
+    qa.write_text(qa.read_text() + json.dumps(planted) + "\n")
+    _recipe(tmp_path / "project/tiny.yaml", str(tiny_gemma3n), train={**TINY_TRAIN, "max_steps": 2},
+            data={"max_train_rows": 8, "eval_split": None})
+    pipeline = tmp_path / "project/train-and-eval.yaml"
+    pipeline.write_text(yaml.safe_dump({
+        "name": "train-and-eval",
+        "sources": [{"source": "hf_qa", "name": "qa", "path": "sources/qa.jsonl", "license": "apache-2.0"}],
+        "stages": [{"stage": "decontaminate", "eval_sets": [{"path": "sources/eval.jsonl", "fields": ["question"]}]}],
+        "export": {"splits": {"train": 1.0}},
+        "finetune": {"recipe": "tiny.yaml",
+                     "evaluate": {"set": "sources/eval.jsonl", "settings": {"scoring": "loglik", "shots": 0},
+                                  "model": {"dtype": "float32", "device": "cpu"}}}}))
+    monkeypatch.chdir(tmp_path)  # not the pipeline's folder
+    run = tmp_path / "run"
+    assert sources and main(["run", str(pipeline), "--run-dir", str(run), "--no-progress"]) == 0
+
+    report = json.loads((run / "report.json").read_text())
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert stages["decontaminate"]["dropped"] == {"contaminated": 1}
+    assert stages["evaluate"]["rows_in"] == stages["evaluate"]["rows_out"] == len(eval_rows) == 20
+    comparison = report["evaluation"]
+    assert comparison == json.loads((run / "evaluate/comparison.json").read_text())
+    assert comparison["n_paired"] == 20 and not comparison["forced"]
+    assert comparison["b"]["model"]["adapter"] == str(run / "finetune")
+    base = [json.loads(x) for x in (run / "evaluate/base/predictions.jsonl").read_text().splitlines()]
+    tuned = [json.loads(x) for x in (run / "evaluate/tuned/predictions.jsonl").read_text().splitlines()]
+    assert [r["gold"] for r in base] == [eval_rows[int(r["locator"])]["answer_idx"] for r in base]
+    assert all(b["prompt_sha256"] == t["prompt_sha256"] for b, t in zip(base, tuned))
+    assert any(b["option_logprobs"] != t["option_logprobs"] for b, t in zip(base, tuned))  # the adapter acts
+    accuracy = comparison["metrics"]["accuracy"]
+    assert accuracy["a"]["value"] == sum(r["correct"] for r in base) / 20
+    assert "accuracy" in capsys.readouterr().out  # the comparison table follows the run report
+
+    assert main(["run", str(pipeline), "--run-dir", str(run), "--no-progress"]) == 0
+    again = json.loads((run / "report.json").read_text())
+    assert all(s["cached"] for s in again["stages"]) and again["evaluation"] == comparison
 
 
 # ---- the embedded Gemma 3 270M on CPU -------------------------------------------------------------------------------

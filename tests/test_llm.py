@@ -135,6 +135,29 @@ def test_embedded_json_schema(gemma):
     assert gemma.grammar(SCHEMA) is gemma.grammar(json.loads(json.dumps(SCHEMA)))  # compiled once per schema
 
 
+def test_windowed_grammar_sampling_gives_the_library_tokens_and_keeps_the_schema(gemma):
+    """The shipped path asks the grammar about the best few hundred tokens instead of all 262k: greedy and seeded
+    sampled output equal llama-cpp-python's own grammar sampling token for token, and an answer the model would
+    never write unprompted is still forced (through the whole-vocabulary fallback)."""
+    from curate.llm.llamacpp import LlamaCppLLM
+
+    assert gemma.grammar_checked
+    library = LlamaCppLLM(check_grammar_after_sampling=False)
+    try:
+        for sampling in (Sampling(max_tokens=60, temperature=0), Sampling(max_tokens=60, temperature=0.8, seed=7)):
+            ours, theirs = (m.generate(QUESTIONS_PROMPT, sampling, json_schema=SCHEMA) for m in (gemma, library))
+            assert (ours.text, ours.completion_tokens) == (theirs.text, theirs.completion_tokens), sampling
+            sampler = gemma._llm._sampler
+            assert sampler.steps >= ours.completion_tokens > sampler.full_scans  # mostly windowed
+    finally:
+        library.close()
+    forced = {"type": "object", "properties": {"code": {"enum": ["zebra-42"]}}, "required": ["code"],
+              "additionalProperties": False}
+    out = gemma.generate(FEW_SHOT, Sampling(max_tokens=40, temperature=1.0, seed=5), json_schema=forced)
+    assert json.loads(out.text) == {"code": "zebra-42"} and out.finish_reason == "stop"
+    assert gemma._llm._sampler.full_scans >= 1
+
+
 def test_embedded_seed_reproducible(gemma):
     sampling = Sampling(max_tokens=24, temperature=1.0, seed=123)
     first = gemma.generate(FEW_SHOT, sampling).text

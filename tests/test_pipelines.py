@@ -133,7 +133,7 @@ def test_sigkilled_runs_resume_to_identical_export(tmp_path):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None and \
-                len(list(run.glob(f"*-synth_qa/shard-*.json"))) < kill_after:
+                len(list(run.glob("*-synth_qa/shard-*.json"))) < kill_after:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

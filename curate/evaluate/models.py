@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.llm import LLM, LLMConfig, load_llm
-from curate.llm.hf import file_sha256
+from curate.io import file_sha256
 
 
 class EvalError(ValueError):

@@ -15,18 +15,11 @@ import urllib.request
 from pathlib import Path
 
 from curate.ingest.base import ConnectorError
+from curate.io import file_sha256
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("CURATE_CACHE", "~/.cache/curate")).expanduser() / "downloads"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def url_name(url: str) -> str:
@@ -40,7 +33,7 @@ def fetch(url: str, expected_sha256: str | None = None, folder: Path | None = No
     name = url_name(url)
     target = folder / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
     if target.is_file():
-        actual = sha256_of(target)
+        actual = file_sha256(target)
         if expected in (None, actual):
             return target, actual
     folder.mkdir(parents=True, exist_ok=True)

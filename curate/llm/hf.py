@@ -19,12 +19,13 @@ several times slower, not faster.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from curate.io import file_sha256
 
 from .base import LLM, Generation, Prompt, Sampling
 from .chat import END, fold_system, gemma_prompt
@@ -34,14 +35,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path("~/.cache/curate/models")
 _DTYPES = ("auto", "bfloat16", "float32", "float16")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 23), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_device(device: str) -> str:

@@ -7,7 +7,9 @@ give it few-shot string prompts). Nothing is downloaded: the package's chunks ar
 String prompts go to ``create_completion`` as they are. Message prompts are written in Gemma's turn markup
 (system folded into the first user turn) and generation stops at ``<end_of_turn>``. A ``json_schema`` is compiled
 once into a llama.cpp grammar, so the text is JSON matching the schema unless ``max_tokens`` cuts it short
-(``finish_reason == "length"``).
+(``finish_reason == "length"``). The grammar tests the best few hundred candidates instead of the whole vocabulary
+at every step (``curate.llm.grammar``: the same tokens, several times less sampling work) unless
+``check_grammar_after_sampling=False`` or the installed llama-cpp-python lacks the internals it needs.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class LlamaCppLLM(LLM):
     backend = "llamacpp"
 
     def __init__(self, model: str | os.PathLike | None = None, *, instruction_tuned: bool = False,
-                 n_ctx: int = 4096, n_threads: int | None = None, n_gpu_layers: int = 0):
+                 n_ctx: int = 4096, n_threads: int | None = None, n_gpu_layers: int = 0,
+                 check_grammar_after_sampling: bool = True):
         try:
             import llama_cpp
         except ImportError as exc:
@@ -68,9 +71,12 @@ class LlamaCppLLM(LLM):
         # Half the logical CPUs, as llama.cpp itself defaults: hyper-threads do not speed up its matmuls, and
         # more threads than free cores makes its spinning workers much slower, not faster.
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
-        self._llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=self.n_threads,
-                                    n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers, seed=0,
-                                    verbose=False)
+        from . import grammar
+
+        self.grammar_checked = check_grammar_after_sampling and grammar.supported(llama_cpp)
+        llama = grammar.checked_llama(llama_cpp) if self.grammar_checked else llama_cpp.Llama
+        self._llm = llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=self.n_threads,
+                          n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers, seed=0, verbose=False)
         self._grammars: dict[str, object] = {}
         log.debug("llama.cpp loaded %s (n_ctx=%d, n_threads=%d)", self.path, n_ctx, self.n_threads)
 

@@ -16,7 +16,8 @@ An evaluation set is either a local file (``path``: ``.jsonl``, ``.json`` holdin
 a list under the key ``records``; ``fields`` are the keys whose text is indexed, dotted for nesting, lists and
 objects joined) or a source read through ``curate.ingest`` (``source``: a catalog name or a connector kind with
 ``path`` and ``mapping``; ``fields`` then means ``question`` = user turns, ``answer`` = assistant turns). Relative
-paths are relative to the working directory.
+paths are relative to the pipeline file under ``curate run``, else to the working directory. The files' sha256 is
+part of the stage's fingerprint: an edited evaluation set reruns the stage.
 
 Consumes ``kind``, ``messages``, ``text``, ``caption``; produces no new columns.
 
@@ -44,6 +45,7 @@ from typing import Any, Iterator
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from curate.io import file_sha256
 from curate.quality.minhash import NearIndex, WordHasher
 from curate.quality.text import Field as TextField
 from curate.quality.text import question_answer, row_text, words
@@ -83,6 +85,11 @@ class DecontaminateConfig(StageConfig):
     num_perm: int = Field(128, ge=16, le=1024)
     fn_weight: float = Field(0.8, gt=0, lt=1)
     seed: int = 1
+
+    def relative_to(self, base: Path) -> "DecontaminateConfig":
+        sets = [s.model_copy(update={"path": str(base / Path(s.path).expanduser())}) if s.path else s
+                for s in self.eval_sets]
+        return self.model_copy(update={"eval_sets": sets})
 
 
 def _get(record: Any, dotted: str) -> Any:
@@ -147,6 +154,10 @@ class Decontaminate(Stage):
     name = "decontaminate"
     Config = DecontaminateConfig
     inputs = ("kind", "messages", "text", "caption")
+
+    def fingerprint_extra(self) -> list:
+        paths = (Path(s.path).expanduser() for s in self.config.eval_sets if s.path)
+        return [file_sha256(p) if p.is_file() else None for p in paths]
 
     def setup(self) -> None:
         c = self.config

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from curate.export.formats import FORMATS, Format, think
 from curate.export.summary import export_shards
 from curate.llm.chat import END, START, fold_system, gemma_prompt
-from curate.llm.hf import file_sha256
+from curate.io import file_sha256
 
 IGNORE = -100
 RESPONSE_PART = f"{START}model\n"
