@@ -10,8 +10,8 @@ TORCH_INDEX ?=
 EXTRAS ?= embedded,dev,fast
 # llama-cpp-python compiles llama.cpp with -march=native, which uses Intel AMX tile instructions wherever the CPU
 # reports AMX; a virtual machine that reports AMX without enabling it kills the process (SIGILL in
-# ggml_backend_amx_mul_mat) at the first matrix multiply. On x86_64 we keep the native build (AVX-512 where there is
-# one: twice the decode speed of a portable AVX2 build here) without AMX. Set LLAMA_CMAKE_ARGS for a CUDA build.
+# ggml_backend_amx_mul_mat) at the first matrix multiply. On x86_64 we keep the native build (AVX-512 where the CPU
+# has it) without AMX. Set LLAMA_CMAKE_ARGS for a CUDA build.
 ifeq ($(shell uname -m),x86_64)
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
