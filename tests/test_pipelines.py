@@ -115,6 +115,8 @@ def _crash_pipeline(tmp_path: Path) -> Path:
     for stage in spec["stages"]:
         if stage["stage"] == "synth_qa":
             stage.update(batch_size=1)
+        for eval_set in stage.get("eval_sets", []):
+            eval_set["path"] = str(tmp_path / "sources" / Path(eval_set["path"]).name)
     spec.pop("finetune")
     path = tmp_path / "crash.yaml"
     path.write_text(yaml.safe_dump(spec))
