@@ -255,6 +255,45 @@ def cmd_filter(args) -> int:
     return OK if report.rows_out else NOTHING_USABLE
 
 
+def cmd_ablate(args) -> int:
+    from rich.markup import escape
+
+    from curate.ablate import AblationError, load_ablation, run_ablation, set_table, variants_table
+    from curate.evaluate import EvalError
+    from curate.export.artifact import NothingToExport
+    from curate.progress import Progress
+    from curate.runner import StageFailed
+    from curate.train.run import FinetuneError
+
+    try:
+        ablation = load_ablation(args.ablation, args.run_dir, args.output)
+    except AblationError as exc:  # pydantic's messages hold [brackets] that are not markup
+        errors.print(f"[red]invalid ablation[/red] {escape(str(exc))}", highlight=False)
+        return INVALID
+    for w in ablation.warnings:
+        errors.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    if args.dry_run:
+        console.print(f"ablation {ablation.name} -> {ablation.out}: variants "
+                      + ", ".join(f"{n} ({v.rows})" for n, v in ablation.variants.items())
+                      + f"; reference {ablation.reference}; held-out {', '.join(ablation.held_out)}", markup=False)
+        return OK
+    try:
+        with Progress(enabled=not args.no_progress, console=errors) as progress:
+            result = run_ablation(ablation, progress)
+    except NothingToExport as exc:
+        return fail("nothing to export:", exc, NOTHING_USABLE)
+    except EvalError as exc:
+        errors.print(f"[red]refused:[/red] {escape(str(exc))}", highlight=False)
+        return INVALID
+    except (StageFailed, FinetuneError) as exc:
+        return fail("failed:", exc, FAILED)
+    console.print(variants_table(result))
+    for name in result["sets"]:
+        console.print(set_table(result, name))
+    console.print(f"{ablation.out / 'ablation.json'}  ·  {result['seconds']:.1f} s", markup=False)
+    return OK
+
+
 def _single_stage_report(name: str, out: Path, stats) -> dict:
     from curate.runner import RunReport
 
@@ -504,6 +543,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML: batch_size and a `stages:` list as in a pipeline")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("ablate", help="train one recipe on several row sets of a run (raw vs curated, ...) and "
+                                      "compare the models on held-out sets with paired intervals (curate.ablate)")
+    p.add_argument("ablation", help="ablation YAML: pipeline, variants, and optionally export, finetune, evaluate")
+    p.add_argument("--run-dir", help="the pipeline's run folder (default: the ablation's run_dir or the pipeline's)")
+    p.add_argument("-o", "--output", help="ablation folder (default: RUN_DIR/ablate/NAME)")
+    p.add_argument("--dry-run", action="store_true", help="validate the file, its pipeline, recipe and sets")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_ablate)
 
     from curate.train.recipe import recipe_keys
 

@@ -5,6 +5,7 @@ Pipeline keys (all optional)::
 
     export:                       # -> RUN_DIR/export (curate.export): parquet splits + dataset card
       format: messages
+      context: omit               # omit: closed-book SFT (the question only); include: retrieved passages in the prompt
       splits: {train: 0.8, validation: 0.1, test: 0.1}
       push: {repo: ORG/NAME, private: true}   # skipped with --no-push
     finetune:                     # -> RUN_DIR/finetune (curate.train): LoRA adapter, loss history
@@ -21,14 +22,16 @@ Pipeline keys (all optional)::
         model: {dtype: float32}   # transformers backend options for both models
 
 Each step is fingerprinted like a stage (its config and its input's fingerprint) and skipped on a rerun when
-complete; its output folder is written under a temporary name and renamed, so a killed run never leaves a partial
-step that looks done.
+complete (``cached_step``: the one protocol every delivery step and ``curate.ablate`` use); its output folder is
+written under a temporary name and renamed, and its marker (``RUN_DIR/<step>.json``) only then, so a killed run never
+leaves a partial step that looks done.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +51,7 @@ class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: str = "messages"
     reasoning: str = "drop"
+    context: Literal["omit", "include"] = "omit"
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05})
     seed: int = 0
     push: PushSpec | None = None
@@ -90,28 +94,44 @@ def load_recipe_for(spec: FinetuneSpec, base: Path):
     return recipe
 
 
-def _done(marker: Path, fp: str) -> bool:
-    return marker.exists() and read_json(marker).get("fingerprint") == fp
+def cached_step(marker: Path, fp: str, build: Callable[[], dict]) -> tuple[dict, bool]:
+    """Run a step once per fingerprint: (the record saved in ``marker``, True) when it holds ``fp``; else
+    (``build()``'s record, False), saved in ``marker`` with ``fp`` after ``build`` returns. ``build`` writes the step's
+    output (under a temporary name, renamed when complete: ``curate.io.building``) and returns a JSON-able record."""
+    if marker.exists() and read_json(marker).get("fingerprint") == fp:
+        return read_json(marker), True
+    marker.unlink(missing_ok=True)
+    record = build()
+    write_json(marker, {"fingerprint": fp, **record})
+    return record, False
 
 
-def export_step(spec: ExportSpec, rows_dir: Path, run_dir: Path, input_fp: str) -> tuple[StageStats, str]:
-    """Export the final rows to RUN_DIR/export; returns stats (rows in/out, skipped by reason) and a fingerprint."""
+def _stats(record: dict, cached: bool) -> StageStats:
+    return StageStats(**record["stats"], cached=cached)
+
+
+def export_step(spec: ExportSpec, rows_dir: Path, run_dir: Path, input_fp: str,
+                pipeline: Path | None = None) -> tuple[StageStats, str]:
+    """Export the rows in ``rows_dir`` to RUN_DIR/export, with the pipeline file (``pipeline``, else
+    RUN_DIR/pipeline.yaml) beside them when it exists; returns stats (rows in/out, skipped by reason) and a
+    fingerprint."""
     from curate.export.artifact import ExportOptions, export
 
     fp = fingerprint("export", spec.model_dump(mode="json", exclude={"push"}), input_fp, __version__)
-    out, marker = run_dir / "export", run_dir / "export.json"
-    if _done(marker, fp):
-        return StageStats(**read_json(marker)["stats"], cached=True), fp
-    started = time.perf_counter()
-    result = export(rows_dir, out, ExportOptions(format=spec.format, reasoning=spec.reasoning,
-                                                 fractions=dict(spec.splits), seed=spec.seed,
-                                                 pipeline=run_dir / "pipeline.yaml", overwrite=True))
-    kept = sum(result.splits.values())
-    stats = StageStats("export", kept + sum(result.skipped.values()), kept, dict(result.skipped),
-                       time.perf_counter() - started, {f"split_{k}": v for k, v in result.splits.items()})
-    write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "license": result.license,
-                        "warnings": result.warnings})
-    return stats, fp
+    pipeline = pipeline or run_dir / "pipeline.yaml"
+
+    def build() -> dict:
+        started = time.perf_counter()
+        result = export(rows_dir, run_dir / "export", ExportOptions(
+            format=spec.format, reasoning=spec.reasoning, context=spec.context, fractions=dict(spec.splits),
+            seed=spec.seed, pipeline=pipeline if pipeline.is_file() else None, overwrite=True))
+        kept = sum(result.splits.values())
+        stats = StageStats("export", kept + sum(result.skipped.values()), kept, dict(result.skipped),
+                           time.perf_counter() - started, {f"split_{k}": v for k, v in result.splits.items()})
+        return {"stats": _plain(stats), "license": result.license, "warnings": result.warnings}
+
+    record, cached = cached_step(run_dir / "export.json", fp, build)
+    return _stats(record, cached), fp
 
 
 def push_step(spec: PushSpec, run_dir: Path) -> StageStats:
@@ -129,41 +149,42 @@ def finetune_step(spec: FinetuneSpec, base: Path, run_dir: Path, input_fp: str) 
 
     recipe = load_recipe_for(spec, base)
     fp = fingerprint("finetune", recipe.model_dump(mode="json"), input_fp, __version__)
-    marker = run_dir / "finetune.json"
-    if _done(marker, fp):
-        return StageStats(**read_json(marker)["stats"], cached=True), fp
-    started = time.perf_counter()
-    result = finetune(recipe, run_dir / "export", run_dir / "finetune", overwrite=True)
-    losses = [h["loss"] for h in result.history.get("train", []) if "loss" in h]
-    train_rows = read_json(result.output / "data.json")["rows"]["train"]
-    counters = {"tokens_trained": int(result.metrics.get("num_tokens", 0) or 0), "steps": recipe.train.max_steps}
-    stats = StageStats("finetune", train_rows, train_rows, {}, time.perf_counter() - started, counters)
-    write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "first_loss": losses[0] if losses else None,
-                        "last_loss": losses[-1] if losses else None})
-    return stats, fp
+
+    def build() -> dict:
+        started = time.perf_counter()
+        result = finetune(recipe, run_dir / "export", run_dir / "finetune", overwrite=True)
+        losses = [h["loss"] for h in result.history.get("train", []) if "loss" in h]
+        train_rows = read_json(result.output / "data.json")["rows"]["train"]
+        counters = {"tokens_trained": int(result.metrics.get("num_tokens", 0) or 0),
+                    "steps": recipe.train.max_steps}
+        stats = StageStats("finetune", train_rows, train_rows, {}, time.perf_counter() - started, counters)
+        return {"stats": _plain(stats), "first_loss": losses[0] if losses else None,
+                "last_loss": losses[-1] if losses else None}
+
+    record, cached = cached_step(run_dir / "finetune.json", fp, build)
+    return _stats(record, cached), fp
 
 
 def compare_step(spec: CompareSpec, recipe_model: str, run_dir: Path, input_fp: str) -> tuple[StageStats, list]:
     """The base model's and the tuned adapter's greedy answers to the same questions (RUN_DIR/compare.json)."""
     from curate.train.chat import apply_adapter, ask, load_chat_model
 
-    fp = fingerprint("compare", spec.model_dump(mode="json"), input_fp)
-    marker = run_dir / "compare.json"
-    if _done(marker, fp):
-        saved = read_json(marker)
-        return StageStats(**saved["stats"], cached=True), saved["answers"]
-    started = time.perf_counter()
-    llm = load_chat_model(recipe_model)
-    try:
-        before = [ask(llm, q, max_tokens=spec.max_tokens) for q in spec.questions]
-        apply_adapter(llm, run_dir / "finetune")
-        after = [ask(llm, q, max_tokens=spec.max_tokens) for q in spec.questions]
-    finally:
-        llm.close()
-    answers = [{"question": q, "base": b, "tuned": t} for q, b, t in zip(spec.questions, before, after)]
-    stats = StageStats("compare", len(spec.questions), len(answers), {}, time.perf_counter() - started)
-    write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "answers": answers})
-    return stats, answers
+    def build() -> dict:
+        started = time.perf_counter()
+        llm = load_chat_model(recipe_model)
+        try:
+            before = [ask(llm, q, max_tokens=spec.max_tokens) for q in spec.questions]
+            apply_adapter(llm, run_dir / "finetune")
+            after = [ask(llm, q, max_tokens=spec.max_tokens) for q in spec.questions]
+        finally:
+            llm.close()
+        answers = [{"question": q, "base": b, "tuned": t} for q, b, t in zip(spec.questions, before, after)]
+        stats = StageStats("compare", len(spec.questions), len(answers), {}, time.perf_counter() - started)
+        return {"stats": _plain(stats), "answers": answers}
+
+    record, cached = cached_step(run_dir / "compare.json", fingerprint("compare", spec.model_dump(mode="json"),
+                                                                       input_fp), build)
+    return _stats(record, cached), record["answers"]
 
 
 def local_path(value: str | None, base: Path) -> str | None:
@@ -174,31 +195,44 @@ def local_path(value: str | None, base: Path) -> str | None:
     return str(path) if path.exists() else value
 
 
-def evaluate_step(spec: EvaluateSpec, recipe_model: str, base: Path, run_dir: Path,
-                  input_fp: str) -> tuple[StageStats, dict]:
-    """The base model and the tuned adapter scored on the same held-out set with the same prompts, decoding and
-    precision (RUN_DIR/evaluate: base/, tuned/, comparison.json); returns stats and the comparison."""
-    from curate.evaluate import compare_models, load_eval_set
+def held_out_set(spec: EvaluateSpec, base: Path):
+    """The spec's evaluation set (paths read from ``base``) and what fingerprints it: the kept items and the sha256
+    of the local files it was read from."""
+    from curate.evaluate import load_eval_set
 
     eval_set = load_eval_set(local_path(spec.set, base), path=local_path(spec.path, base), split=spec.split,
                              layout=spec.layout, limit=spec.limit, seed=spec.seed)
     files = [Path(p) for p in (local_path(spec.set, base), local_path(spec.path, base)) if p and Path(p).is_file()]
-    fp = fingerprint("evaluate", spec.model_dump(mode="json"), eval_set.fingerprint,
-                     [file_sha256(p) for p in files], input_fp, __version__)
-    marker = run_dir / "evaluate.json"
-    if _done(marker, fp):
-        saved = read_json(marker)
-        return StageStats(**saved["stats"], cached=True), saved["comparison"]
-    started = time.perf_counter()
-    config = {"backend": "transformers", "instruction_tuned": True, **spec.model, "model": recipe_model}
-    comparison = compare_models(config, config, eval_set, run_dir / "evaluate", tuned_adapter=run_dir / "finetune",
-                                settings=spec.settings)
-    counters = {f"{side}_{name}": round(m[side]["value"], 4) for name, m in comparison["metrics"].items()
-                for side in ("a", "b") if m[side].get("value") is not None}
-    stats = StageStats("evaluate", len(eval_set.items), comparison["n_paired"], dict(eval_set.rejected),
-                       time.perf_counter() - started, counters)
-    write_json(marker, {"fingerprint": fp, "stats": _plain(stats), "comparison": comparison})
-    return stats, comparison
+    return eval_set, [eval_set.fingerprint, [file_sha256(p) for p in files]]
+
+
+def eval_model_config(spec: EvaluateSpec, recipe_model: str) -> dict:
+    """The LLMConfig (as a dict) both models of an evaluation load: the recipe's model on transformers."""
+    return {"backend": "transformers", "instruction_tuned": True, **spec.model, "model": recipe_model}
+
+
+def evaluate_step(spec: EvaluateSpec, recipe_model: str, base: Path, run_dir: Path,
+                  input_fp: str) -> tuple[StageStats, dict]:
+    """The base model and the tuned adapter scored on the same held-out set with the same prompts, decoding and
+    precision (RUN_DIR/evaluate: base/, tuned/, comparison.json); returns stats and the comparison."""
+    from curate.evaluate import compare_models
+
+    eval_set, set_fp = held_out_set(spec, base)
+    fp = fingerprint("evaluate", spec.model_dump(mode="json"), *set_fp, input_fp, __version__)
+
+    def build() -> dict:
+        started = time.perf_counter()
+        config = eval_model_config(spec, recipe_model)
+        comparison = compare_models(config, config, eval_set, run_dir / "evaluate",
+                                    tuned_adapter=run_dir / "finetune", settings=spec.settings)
+        counters = {f"{side}_{name}": round(m[side]["value"], 4) for name, m in comparison["metrics"].items()
+                    for side in ("a", "b") if m[side].get("value") is not None}
+        stats = StageStats("evaluate", len(eval_set.items), comparison["n_paired"], dict(eval_set.rejected),
+                           time.perf_counter() - started, counters)
+        return {"stats": _plain(stats), "comparison": comparison}
+
+    record, cached = cached_step(run_dir / "evaluate.json", fp, build)
+    return _stats(record, cached), record["comparison"]
 
 
 def _plain(stats: StageStats) -> dict:

@@ -23,7 +23,8 @@ from PIL import Image
 
 from curate.cli import main
 from curate.export.artifact import ExportError, ExportOptions, NothingToExport, export, resolve_input
-from curate.export.formats import CAPTION_PROMPT, FORMATS, REASONING_MODES, NotSFT, example, to_messages
+from curate.deliver import ExportSpec, export_step
+from curate.export.formats import CAPTION_PROMPT, CONTEXT_MODES, FORMATS, REASONING_MODES, NotSFT, example, to_messages
 from curate.export.licenses import decide
 from curate.export.splits import assign_splits, group_keys, parse_fractions
 from curate.ingest import vqa
@@ -125,28 +126,29 @@ def sample_rows(realdata) -> dict[str, dict]:
     return {"qa": qa, "context": with_context, "vqa": vqa_row, "image": image}
 
 
-def expected_messages(row: dict, fmt: str) -> list[dict]:
+def expected_messages(row: dict, fmt: str, context: str) -> list[dict]:
     messages = [dict(m) for m in row["messages"] or [{"role": "user", "content": CAPTION_PROMPT},
                                                       {"role": "assistant", "content": row["caption"]}]]
-    if row.get("context"):
+    if row.get("context") and context == "include":
         first_user = next(m for m in messages if m["role"] == "user")
         first_user["content"] = "Context:\n" + "\n\n".join(row["context"]) + "\n\nQuestion: " + first_user["content"]
     return [m for m in messages if not (fmt == "medrescue" and m["role"] == "system")]
 
 
+@pytest.mark.parametrize("context", CONTEXT_MODES)
 @pytest.mark.parametrize("mode", REASONING_MODES)
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("kind", ["qa", "context", "vqa", "image"])
-def test_format_round_trip(sample_rows, fmt, mode, kind):
+def test_format_round_trip(sample_rows, fmt, mode, kind, context):
     row, form = sample_rows[kind], FORMATS[fmt]
     has_image = kind in ("vqa", "image")
     if has_image and not form.images:
         with pytest.raises(NotSFT, match="image_in_text_format"):
-            form.to(row, reasoning=mode)
+            form.to(row, reasoning=mode, context=context)
         return
-    record = form.to(row, reasoning=mode, multimodal=has_image)
+    record = form.to(row, reasoning=mode, multimodal=has_image, context=context)
     back = form.back(record)
-    assert back["messages"] == expected_messages(row, fmt)
+    assert back["messages"] == expected_messages(row, fmt, context)
     assert back["reasoning"] == (row["reasoning"] if mode != "drop" else None)
     if has_image:
         assert back["image"] == {"bytes": row["image"]["bytes"], "path": Path(row["image"]["path"]).name}
@@ -402,8 +404,10 @@ def test_export_cli_and_its_errors(qa_and_vqa_folder, tmp_path, realdata, capsys
         export(tmp_path, tmp_path / "q")
 
 
-def test_generated_rows_keep_context_chunks_and_their_model_on_the_card(tmp_path, realdata):
-    """Rows shaped like ``synth_qa`` output: context column, citations [{chunk_id, ...}], generator/prompt meta."""
+@pytest.fixture(scope="module")
+def generated_folder(tmp_path_factory, realdata) -> Path:
+    """Rows shaped like ``synth_qa`` output (real FirstAidQA text): a context column of retrieved passages, citations
+    [{chunk_id, ...}], generator/prompt meta; three questions per chunk."""
     items = json.loads((realdata / FIRSTAID).read_text())[:12]
     citation = pa.struct([("chunk_id", pa.string()), ("doc_id", pa.string()), ("page", pa.int32()),
                           ("page_end", pa.int32())])
@@ -417,24 +421,78 @@ def test_generated_rows_keep_context_chunks_and_their_model_on_the_card(tmp_path
         row["context"] = f"[1] {items[(i // 3) * 3]['answer']}"
         row["citations"] = [{"chunk_id": f"c{i // 3}", "doc_id": "fm", "page": i // 3 + 1, "page_end": i // 3 + 1}]
         generated.append(row)
-    folder = tmp_path / "03-synth_qa"
+    folder = tmp_path_factory.mktemp("generated") / "03-synth_qa"
     folder.mkdir()
     write_parquet(folder / "part-00000.parquet", columns(generated, schema.names), schema)
     write_json(folder / "_stage.json", {"stage": "synth_qa", "config": {"top_k": 1},
                                         "stats": {"rows_in": 4, "rows_out": 12, "dropped": {}}})
-    result = export(folder, tmp_path / "ds", ExportOptions(fractions={"train": 0.5, "validation": 0.25,
-                                                                      "test": 0.25}))
+    return folder
+
+
+def test_generated_rows_keep_context_chunks_and_their_model_on_the_card(generated_folder, tmp_path):
+    result = export(generated_folder, tmp_path / "ds", ExportOptions(
+        context="include", fractions={"train": 0.5, "validation": 0.25, "test": 0.25}))
     tables = split_tables(tmp_path / "ds")
     assert result.splits == {"train": 6, "validation": 3, "test": 3}
+    generated = stage_rows(generated_folder)
     chunk_of = {r["id"]: json.loads(r["meta"])["chunk_id"] for r in generated}
     assert all(len({chunk_of[r["id"]] for r in t}) == len(t) // 3 for t in tables.values())
     first = next(r for r in tables["train"])
     assert first["messages"][0]["content"].startswith("Context:\n[1] ")
     card = (tmp_path / "ds" / "README.md").read_text()
     assert "`llamacpp / gemma-3-270m` (12 rows)" in card and "synth_qa.v1 (version 1, sha256 0123456789ab)" in card
-    lopsided = export(folder, tmp_path / "ds2", ExportOptions(fractions={"train": 0.97, "test": 0.03}))
+    lopsided = export(generated_folder, tmp_path / "ds2", ExportOptions(fractions={"train": 0.97, "test": 0.03}))
     assert lopsided.splits == {"train": 12} and "split 'test' is empty" in lopsided.warnings[0]
     assert "split 'test' is empty" in (tmp_path / "ds2" / "README.md").read_text()
+
+
+def strings(value) -> list[str]:
+    """Every string inside a record (nested lists and dicts included)."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("fmt", ["messages", "medrescue", "alpaca"])
+def test_context_is_omitted_by_default_and_included_on_request(generated_folder, tmp_path, fmt):
+    """Closed-book (default): every user turn is the question as synthesis wrote it, no passage anywhere in the
+    record; RAG-style: the retrieved passages are in the prompt. The card and report.json say which."""
+    by_id = {r["id"]: r for r in stage_rows(generated_folder)}
+    records = {}
+    for context in ("omit", "include"):
+        out = tmp_path / context
+        options = ExportOptions(format=fmt, fractions={"train": 1.0}, **({} if context == "omit" else
+                                                                          {"context": context}))
+        export(generated_folder, out, options)
+        records[context] = split_tables(out)["train"]
+        card = (out / "README.md").read_text()
+        assert f"context `{context}`" in card
+        assert ("closed-book" if context == "omit" else "rag") in front_matter(card)["tags"]
+        assert json.loads((out / "report.json").read_text())["context"] == context
+    for record in records["omit"]:
+        row = by_id[record["id"]]
+        question, passages = row["messages"][0]["content"], row["context"]
+        assert FORMATS[fmt].back(record)["messages"][0]["content"] == question
+        assert not any(passages in text for text in strings(record))
+    for record in records["include"]:
+        row = by_id[record["id"]]
+        assert FORMATS[fmt].back(record)["messages"][0]["content"] == \
+            f"Context:\n{row['context']}\n\nQuestion: {row['messages'][0]['content']}"
+    with pytest.raises(ExportError, match="unknown context mode 'rag'; modes are omit, include"):
+        export(generated_folder, tmp_path / "bad", ExportOptions(context="rag"))
+
+
+def test_context_mode_is_part_of_the_export_steps_fingerprint(generated_folder, tmp_path):
+    closed, fp_closed = export_step(ExportSpec(splits={"train": 1.0}), generated_folder, tmp_path, "rows-fp")
+    again, fp_again = export_step(ExportSpec(splits={"train": 1.0}), generated_folder, tmp_path, "rows-fp")
+    assert not closed.cached and again.cached and fp_again == fp_closed
+    rag, fp_rag = export_step(ExportSpec(splits={"train": 1.0}, context="include"), generated_folder, tmp_path,
+                              "rows-fp")
+    assert not rag.cached and fp_rag != fp_closed
+    first = split_tables(tmp_path / "export")["train"][0]
+    assert first["messages"][0]["content"].startswith("Context:\n[1] ")
 
 
 def test_large_splits_are_sharded_and_still_load(qa_and_vqa_folder, tmp_path):

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from curate import __version__
 from curate.export import licenses
 from curate.export.card import CardContext, SourceRow, SplitData, render_card
-from curate.export.formats import FORMATS, REASONING_MODES, NotSFT
+from curate.export.formats import CONTEXT_MODES, FORMATS, REASONING_MODES, NotSFT
 from curate.export.splits import DEFAULT_FRACTIONS, assign_splits, check_fractions, group_keys, group_stats
 from curate.export.summary import summarise
 from curate.io import building, parquet_files, read_json, write_json
@@ -53,6 +53,7 @@ class NothingToExport(ExportError):
 class ExportOptions:
     format: str = "messages"
     reasoning: str = "drop"
+    context: str = "omit"  # retrieved passages: omit (closed-book SFT) or include (in the prompt: RAG-style SFT)
     fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
     seed: int = 0
     language: list[str] = field(default_factory=lambda: ["en"])
@@ -185,7 +186,7 @@ def format_rows(rows: list[dict], options: ExportOptions) -> tuple[_Kept, bool]:
     kept = _Kept()
     for row in rows:
         try:
-            record = fmt.to(row, reasoning=options.reasoning, multimodal=multimodal)
+            record = fmt.to(row, reasoning=options.reasoning, multimodal=multimodal, context=options.context)
         except NotSFT as skip:
             kept.skipped[skip.reason] += 1
             continue
@@ -234,6 +235,9 @@ def _check(src: Path, out: Path, options: ExportOptions) -> None:
         raise ExportError(f"unknown format '{options.format}'; formats are {', '.join(FORMATS)}")
     if options.reasoning not in REASONING_MODES:
         raise ExportError(f"unknown reasoning mode '{options.reasoning}'; modes are {', '.join(REASONING_MODES)}")
+    if options.context not in CONTEXT_MODES:
+        raise ExportError(f"unknown context mode '{options.context}'; modes are {', '.join(CONTEXT_MODES)} (omit: "
+                          "the user turn holds the question only; include: the retrieved passages go in the prompt)")
     try:
         check_fractions(options.fractions)
     except ValueError as exc:
@@ -300,7 +304,7 @@ def _build(folder: Path, run: RunInput, kept: _Kept, by_split: dict[str, list[in
                 for s in options.fractions if s not in by_split]
     ctx = CardContext(
         name=options.name or (run.report or {}).get("pipeline") or run.rows_dir.name, format=options.format,
-        reasoning=options.reasoning, features=features, splits=splits, kinds=dict(kept.kinds),
+        reasoning=options.reasoning, context=options.context, features=features, splits=splits, kinds=dict(kept.kinds),
         sources=_source_rows(run, kept), license=licenses.decide(_license_inputs(kept)), stages=run.stages,
         run_report=run.report, skipped=dict(kept.skipped),
         generation={k: dict(v.most_common()) for k, v in kept.generation.items()}, groups=groups,
@@ -321,6 +325,7 @@ def _report(run: RunInput, ctx: CardContext) -> dict:
             run_report[key] = Path(run_report[key]).name
     return {
         "curate_version": __version__, "input": run.rows_dir.name, "format": ctx.format, "reasoning": ctx.reasoning,
+        "context": ctx.context,
         "fractions": ctx.fractions, "seed": ctx.seed, "splits": {s: d.rows for s, d in ctx.splits.items()},
         "rows": ctx.total, "kinds": ctx.kinds, "skipped": ctx.skipped, "groups": ctx.groups,
         "sources": [{"name": s.name, "kind": s.kind, "license": s.license, "rows": s.rows} for s in ctx.sources],

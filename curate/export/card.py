@@ -4,9 +4,9 @@ Consumes a ``CardContext`` that the exporter fills from the written splits, the 
 ``report.json``; produces the card's text. The YAML header carries the licence (``curate.export.licenses``), language,
 task categories, size category, tags, ``dataset_info`` (features, split sizes) and the ``configs`` block that maps each
 split to its ``data/<split>-*`` shards, so ``datasets.load_dataset(folder_or_repo)`` finds the splits. The body holds a
-summary, a sources table, the stages with their parameters, filter statistics, a sample row per split and kind (images
-summarised), limitations and a medical disclaimer. The card never holds a token, a local path of a source or image
-bytes.
+summary, a sources table, the stages with their parameters, the export's format, reasoning and context mode
+(closed-book or RAG-style, also a tag), filter statistics, a sample row per split and kind (images summarised),
+limitations and a medical disclaimer. The card never holds a token, a local path of a source or image bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ from curate.export.licenses import LicenseDecision, normalise
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
 TASKS = {"qa": ["question-answering"], "vqa": ["visual-question-answering"], "image": ["image-to-text"]}
+CONTEXT = {
+    "omit": "closed-book SFT: the user turn holds the question only; passages retrieved during synthesis are not in "
+            "the prompt, so the model learns to answer the way it is evaluated and used",
+    "include": "RAG-style SFT: the passages retrieved during synthesis are in the prompt (\"Context: ...\" before the "
+               "question), so the model learns to answer from given passages",
+}
 DISCLAIMER = (
     "This dataset is for research on training and evaluating language models. It is **not medical advice** and "
     "**not for clinical use**: answers come from the listed sources and, where a stage generated or rewrote them, from "
@@ -57,6 +63,7 @@ class CardContext:
     name: str
     format: str
     reasoning: str
+    context: str
     features: datasets.Features
     splits: dict[str, SplitData]
     kinds: dict[str, int]
@@ -88,7 +95,8 @@ def task_categories(kinds: dict[str, int]) -> list[str]:
 
 def header(ctx: CardContext) -> str:
     """The YAML front matter: Hub metadata, dataset_info and the configs that map splits to files."""
-    tags = ["medical", "sft", "curate", ctx.format] + (["reasoning"] if ctx.reasoning != "drop" else [])
+    tags = ["medical", "sft", "curate", ctx.format, "closed-book" if ctx.context == "omit" else "rag"] + (
+        ["reasoning"] if ctx.reasoning != "drop" else [])
     data = DatasetCardData(language=ctx.language, license=ctx.license.license, pretty_name=ctx.name,
                            size_categories=[size_category(ctx.total)], task_categories=task_categories(ctx.kinds),
                            tags=tags)
@@ -166,7 +174,8 @@ def _how_made(ctx: CardContext) -> str:
             for key, values in ctx.generation.items()))
     fractions = ", ".join(f"{s} {f:g}" for s, f in ctx.fractions.items())
     parts.append(
-        f"Export: format `{ctx.format}`, reasoning `{ctx.reasoning}`. Splits ({fractions}, seed {ctx.seed}) are "
+        f"Export: format `{ctx.format}`, reasoning `{ctx.reasoning}`, context `{ctx.context}` "
+        f"({CONTEXT[ctx.context]}). Splits ({fractions}, seed {ctx.seed}) are "
         f"group-aware: rows sharing a document page, a cited source chunk or an image are kept in one split "
         f"({ctx.groups.get('groups', 0):,} groups; the largest has {ctx.groups.get('largest_group', 0):,} rows; "
         f"{ctx.groups.get('rows_in_shared_groups', 0):,} rows share a group with another row).")

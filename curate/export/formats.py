@@ -1,7 +1,7 @@
 """SFT formats: one pure function per format from a curate row to a training record, and one back.
 
 Consumes a row in the curate schema (``kind``, ``messages``, ``reasoning``, ``image``, ``caption``, ``source``) and the
-optional stage column ``context`` (a string or a list of passages); produces one record:
+optional stage column ``context`` (a string or a list of passages: what synthesis retrieved); produces one record:
 
 - ``messages``:  {messages: [{role, content}]}. With images (``multimodal``) every content is a list of parts
   {type: "image"|"text", text} and an ``images`` column holds the row's image: the layout TRL and Unsloth expect.
@@ -10,14 +10,20 @@ optional stage column ``context`` (a string or a list of passages); produces one
 - ``medrescue``: {input, context, output, source}: text only, one turn, no system prompt.
 
 ``alpaca`` and ``sharegpt`` mark the image with an ``<image>`` line in the first user turn (LLaVA / LLaMA-Factory).
+The retrieved ``context`` is left out (``context="omit"``, the default: closed-book SFT, where the user turn holds the
+question only, as every evaluation asks it) or put in the prompt (``"include"``: RAG-style SFT; ``messages`` and
+``sharegpt`` fold it into the first user turn as "Context:\\n…\\n\\nQuestion: …", ``alpaca`` writes it to ``input``,
+``medrescue`` to ``context``). A question that already holds its context (a PubMedQA item as ``hf_qa`` writes it) is
+the row's own text and stays as it is either way.
+
 The chain of thought in ``reasoning`` is dropped (``drop``), put before the final answer as
 ``<think>\\n…\\n</think>\\n\\nanswer`` (``think_tags``) or kept in a ``reasoning`` column (``field``). An ``image``
 row without a conversation becomes a captioning pair (``CAPTION_PROMPT`` -> caption). A row that is no SFT example
 raises ``NotSFT`` with a short reason (``page``, ``chunk``, ``no_conversation``, ...) for the exporter to count.
 
-Each ``to_*`` has a ``from_*`` that gives back {messages, reasoning, image}. The round trip is exact except that a
-``context`` comes back folded into the first user turn ("Context:\\n…\\n\\nQuestion: …", the layout the ``hf_qa``
-connector uses) and ``medrescue`` loses the system prompt.
+Each ``to_*`` has a ``from_*`` that gives back {messages, reasoning, image}. The round trip is exact except that an
+included ``context`` comes back folded into the first user turn ("Context:\\n…\\n\\nQuestion: …", the layout the
+``hf_qa`` connector uses), an omitted one does not come back, and ``medrescue`` loses the system prompt.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Callable
 import datasets
 
 REASONING_MODES = ("drop", "think_tags", "field")
+CONTEXT_MODES = ("omit", "include")
 CAPTION_PROMPT = "Describe accurately what you see in this image."
 IMAGE_TAG = "<image>"
 _THINK = re.compile(r"\A<think>\n(.*?)\n</think>\n\n(.*)\Z", re.DOTALL)
@@ -60,8 +67,11 @@ class Example:
         return self.turns[0]["content"]
 
 
-def example(row: dict) -> Example:
-    """The supervised example in ``row``, or NotSFT saying why there is none."""
+def example(row: dict, context: str = "omit") -> Example:
+    """The supervised example in ``row`` (its retrieved context kept only with ``context="include"``), or NotSFT
+    saying why there is none."""
+    if context not in CONTEXT_MODES:
+        raise ValueError(f"context {context!r} is not one of {', '.join(CONTEXT_MODES)}")
     if row.get("kind") in ("page", "chunk"):
         raise NotSFT(row["kind"])
     image = _image(row.get("image"))
@@ -77,7 +87,8 @@ def example(row: dict) -> Example:
         raise NotSFT("bad_roles")
     if not turns[-1]["content"].strip():
         raise NotSFT("empty_answer")
-    return Example(system, turns, row.get("reasoning") or None, _context(row.get("context")), image, row.get("source"))
+    kept = _context(row.get("context")) if context == "include" else None
+    return Example(system, turns, row.get("reasoning") or None, kept, image, row.get("source"))
 
 
 def _image(value) -> dict | None:
@@ -153,8 +164,8 @@ def _back(messages: list[dict], record: dict) -> dict:
     return {"messages": messages, "reasoning": reasoning or None, "image": images[0] if images else None}
 
 
-def to_messages(row: dict, *, reasoning: str = "drop", multimodal: bool = False) -> dict:
-    ex = example(row)
+def to_messages(row: dict, *, reasoning: str = "drop", multimodal: bool = False, context: str = "omit") -> dict:
+    ex = example(row, context)
     messages = _texts(ex, reasoning)
     if not (multimodal or ex.image):
         return {"messages": messages, **_extras(ex, reasoning, False)}
@@ -176,8 +187,8 @@ def _text(content) -> str:
     return "".join(part["text"] for part in content if part["type"] == "text")
 
 
-def to_alpaca(row: dict, *, reasoning: str = "drop", multimodal: bool = False) -> dict:
-    ex = _single_turn(example(row))
+def to_alpaca(row: dict, *, reasoning: str = "drop", multimodal: bool = False, context: str = "omit") -> dict:
+    ex = _single_turn(example(row, context))
     return {"instruction": _tagged(ex.question, ex.image), "input": ex.context or "", "output": _answer(ex, reasoning),
             "system": ex.system, **_extras(ex, reasoning, multimodal or bool(ex.image))}
 
@@ -189,8 +200,8 @@ def from_alpaca(record: dict) -> dict:
                            {"role": "assistant", "content": record["output"]}], record)
 
 
-def to_sharegpt(row: dict, *, reasoning: str = "drop", multimodal: bool = False) -> dict:
-    ex = example(row)
+def to_sharegpt(row: dict, *, reasoning: str = "drop", multimodal: bool = False, context: str = "omit") -> dict:
+    ex = example(row, context)
     messages = _texts(ex, reasoning)
     first_user = next(i for i, m in enumerate(messages) if m["role"] == "user")
     messages[first_user]["content"] = _tagged(messages[first_user]["content"], ex.image)
@@ -206,8 +217,8 @@ def from_sharegpt(record: dict) -> dict:
     return _back(messages, record)
 
 
-def to_medrescue(row: dict, *, reasoning: str = "drop", multimodal: bool = False) -> dict:
-    ex = _single_turn(example(row))
+def to_medrescue(row: dict, *, reasoning: str = "drop", multimodal: bool = False, context: str = "omit") -> dict:
+    ex = _single_turn(example(row, context))
     if ex.image:
         raise NotSFT("image_in_text_format")
     return {"input": ex.question, "context": ex.context or "", "output": _answer(ex, reasoning), "source": ex.source,

@@ -1,0 +1,432 @@
+"""Ablation: is curation worth it? One recipe, one step budget and one seed trained on two or more row sets of the
+same run, every model (and the base model once) scored on the same held-out sets with the same prompts, and one
+table of each model's metrics with the paired difference against a reference variant.
+
+``curate ablate ABLATION.yaml`` runs it (``load_ablation`` + ``run_ablation`` from Python). The file names a
+pipeline, whose run provides the rows, and the variants; paths are relative to the file::
+
+    name: curation-value
+    pipeline: ../pipelines/firstaid.yaml  # the run: RUN_DIR is the pipeline's run folder (or run_dir: / --run-dir)
+    reference: raw                        # differences are "variant - reference" (default: the first variant)
+    variants:
+      raw: {rows: synth_qa}               # the rows a stage of the run wrote: its name, label or folder, or ingest
+      curated: {rows: final}              # final (the default): the run's last stage, what `export` trains on
+      curated-rag: {export: {context: include}}   # a variant may also be exported differently
+    export: {splits: {train: 0.9, validation: 0.1}}    # default: the pipeline's export section (push is never done)
+    finetune: {recipe: ../finetune/gemma3-270m-cpu-lora.yaml, max_steps: 60}  # default: the pipeline's finetune
+    evaluate:                             # default: the pipeline's finetune.evaluate; one or more held-out sets
+      - name: heldout                     # the set's label in the table (default: its file stem or catalog name)
+        set: ../data/heldout.json         # any curate.evaluate set: catalog name, QA file, export or rows folder
+        settings: {shots: 0}              # curate.evaluate.EvalSettings, the same for every model
+        model: {dtype: float32}           # transformers options for every model
+
+What it does, each step cached like a pipeline step (``curate.deliver.cached_step``: a fingerprint of the input,
+the config and the curate version; the output built under a temporary name and renamed; then its marker)::
+
+    RUN_DIR/01-ingest ... NN-stage/        the pipeline's row stages, run (or resumed) first
+    OUT/heldout/<set>.jsonl                the questions of every held-out set
+    OUT/rows/<stage folder>/               that stage's rows minus those that overlap a held-out question (the
+                                           decontaminate stage: word n-grams and near-duplicates; rejects.jsonl)
+    OUT/<variant>/export/, export.json     the variant's rows exported (curate.export), the same way for all
+    OUT/<variant>/finetune/, finetune.json the recipe trained on its train split, same max_steps and seed
+    OUT/<model>/eval/<set>/, <set>.json    summary.json + predictions.jsonl (curate.evaluate) of base and variants
+    OUT/ablation.json                      the table's numbers: per set and model the metrics, and compare_runs of
+                                           each model against the reference (paired bootstrap interval, exact test)
+
+OUT defaults to RUN_DIR/ablate/NAME. The held-out sets are decontaminated from every variant's training rows alike,
+so no variant is scored on questions it trained on (the count removed is in the table); make the held-out sets a
+group split of their source (rows sharing a page, a chunk or a near-duplicate question on one side) so that what is
+left is not a paraphrase either. Metrics are read from the evaluation's summary and comparison as they come, so any
+metric ``curate.evaluate`` reports appears in the table. Refused before any work: fewer than two variants, a
+recipe without ``max_steps`` (epochs would give a bigger variant more steps), and a variant that sets its own
+``finetune`` or ``evaluate`` (a different recipe, step budget, seed, set or prompt would measure the setup, not the
+data); ``compare_runs`` refuses any evaluation made differently after the fact.
+
+Why a file of its own rather than a block of the pipeline: an ablation trains one model per variant on top of a
+finished run; keeping it out of the pipeline keeps ``curate run`` the one production path, and the ablation still
+reads the pipeline's own export, finetune and evaluate sections, so the file only says what varies.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from curate import __version__
+from curate.deliver import (EvaluateSpec, ExportSpec, FinetuneSpec, cached_step, eval_model_config, export_step,
+                            finetune_step, held_out_set, load_recipe_for)
+from curate.io import building, read_json, write_json, write_jsonl
+from curate.pipeline import Plan, PipelineError, PlannedStage, load_plan
+from curate.progress import Progress
+from curate.runner import fingerprint, ingest, run_stage, run_stages
+from curate.stage import stage_class
+
+BASE = "base"
+FINAL = "final"
+INGEST_DIR = "01-ingest"
+
+
+class AblationError(Exception):
+    """The ablation cannot run as written; the message lists every problem found."""
+
+
+class Variant(BaseModel):
+    """One training set: the rows a stage of the run wrote, exported with the ablation's export plus overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: str = FINAL
+    export: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _same_training_and_evaluation(cls, data: Any) -> Any:
+        for key in ("finetune", "evaluate", "recipe", "settings"):
+            if isinstance(data, dict) and key in data:
+                raise ValueError(
+                    f"a variant may not set {key}: every variant is trained with the ablation's one recipe, step "
+                    "budget and seed and evaluated with its one evaluate section (same sets, prompts, scoring and "
+                    "precision), so that a difference measures the data, not the setup; change it at the top level")
+        return data
+
+
+class HeldOut(EvaluateSpec):
+    """A held-out set (``curate.deliver.EvaluateSpec``) with the name it has in the table."""
+
+    name: str | None = None
+
+
+class TrainSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    recipe: str
+    max_steps: int | None = Field(default=None, ge=1)
+
+
+class AblationFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[\w.-]+$")
+    description: str = ""
+    pipeline: str
+    run_dir: str | None = None
+    out: str | None = None
+    reference: str | None = None
+    variants: dict[str, Variant] = Field(min_length=2)
+    export: ExportSpec | None = None
+    finetune: TrainSpec | None = None
+    evaluate: list[HeldOut] | None = Field(default=None, min_length=1)
+
+
+@dataclass
+class PlannedVariant:
+    name: str
+    rows: str  # the run's stage folder, e.g. 04-synth_qa
+    export: ExportSpec
+
+
+@dataclass
+class Ablation:
+    """A validated ablation: the pipeline's plan, the variants, one recipe and the held-out sets."""
+
+    name: str
+    path: Path
+    plan: Plan
+    out: Path
+    reference: str
+    variants: dict[str, PlannedVariant]
+    finetune: FinetuneSpec
+    held_out: dict[str, HeldOut]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def recipe(self):
+        return load_recipe_for(self.finetune, self.path.parent)
+
+
+def _absolute(value: str | None, base: Path) -> str | None:
+    """``value`` as an absolute path when it names something under ``base`` (a catalog name stays as it is)."""
+    if value is None:
+        return None
+    path = (base / Path(value).expanduser()).resolve()
+    return str(path) if path.exists() else value
+
+
+def _stage_dirs(plan: Plan) -> dict[str, list[str]]:
+    """{name, label or folder: the stage folders it names} for ``rows:`` (``ingest``, ``final`` included)."""
+    names: dict[str, list[str]] = {"ingest": [INGEST_DIR], INGEST_DIR: [INGEST_DIR],
+                                   FINAL: [plan.stages[-1].dirname if plan.stages else INGEST_DIR]}
+    for p in plan.stages:
+        for key in dict.fromkeys((p.dirname, p.dirname.split("-", 1)[1], p.stage.name)):
+            names.setdefault(key, []).append(p.dirname)
+    return names
+
+
+def _variants(spec: AblationFile, plan: Plan, export: ExportSpec, problems: list[str]) -> dict[str, PlannedVariant]:
+    dirs, out = _stage_dirs(plan), {}
+    for name, variant in spec.variants.items():
+        found = dirs.get(variant.rows, [])
+        if len(found) != 1:
+            what = "names several stages" if found else "is no stage of the pipeline"
+            problems.append(f"variants.{name}.rows: '{variant.rows}' {what}; give one of {', '.join(dirs)}")
+            continue
+        if "push" in variant.export:
+            problems.append(f"variants.{name}.export.push: an ablation never uploads")
+            continue
+        try:
+            merged = ExportSpec.model_validate({**export.model_dump(exclude={"push"}), **variant.export})
+        except ValidationError as exc:
+            problems.append(f"variants.{name}.export: {exc}")
+            continue
+        out[name] = PlannedVariant(name, found[0], merged)
+    return out
+
+
+def _held_out(spec: AblationFile, plan: Plan, base: Path, problems: list[str]) -> dict[str, HeldOut]:
+    from curate.evaluate import SetError
+
+    if spec.evaluate is not None:
+        entries = [e.model_copy(update={"set": _absolute(e.set, base), "path": _absolute(e.path, base)})
+                   for e in spec.evaluate]
+    elif plan.finetune is not None and plan.finetune.evaluate is not None:
+        pipe = plan.path.parent
+        e = plan.finetune.evaluate
+        entries = [HeldOut(**e.model_dump(), name=None).model_copy(
+            update={"set": _absolute(e.set, pipe), "path": _absolute(e.path, pipe)})]
+    else:
+        problems.append("evaluate: no held-out set (give `evaluate:` here or finetune.evaluate in the pipeline)")
+        return {}
+    out: dict[str, HeldOut] = {}
+    for e in entries:
+        name = e.name or Path(e.set).stem
+        if name in out or name == BASE:
+            problems.append(f"evaluate: two sets are called '{name}': give each a distinct `name:`")
+            continue
+        try:
+            held_out_set(e.model_copy(update={"limit": 1}), base)
+        except SetError as exc:
+            problems.append(f"evaluate.{name}: {exc}")
+            continue
+        out[name] = e.model_copy(update={"name": name})
+    return out
+
+
+def _training(spec: AblationFile, plan: Plan, base: Path, problems: list[str]) -> FinetuneSpec | None:
+    from curate.train.recipe import RecipeError
+
+    if spec.finetune is not None:
+        train = FinetuneSpec(recipe=_absolute(spec.finetune.recipe, base), max_steps=spec.finetune.max_steps)
+    elif plan.finetune is not None:
+        train = FinetuneSpec(recipe=_absolute(plan.finetune.recipe, plan.path.parent),
+                             max_steps=plan.finetune.max_steps)
+    else:
+        problems.append("finetune: no recipe (give `finetune: {recipe: ...}` here or in the pipeline)")
+        return None
+    try:
+        recipe = load_recipe_for(train, base)
+    except RecipeError as exc:
+        problems.append(f"finetune recipe {exc}")
+        return None
+    if recipe.train.max_steps is None:
+        problems.append(f"finetune: recipe {recipe.name} trains for epochs; set finetune.max_steps so that every "
+                        "variant gets the same number of steps whatever its size")
+    return train
+
+
+def load_ablation(path: str | Path, run_dir: str | Path | None = None, out: str | Path | None = None) -> Ablation:
+    """Read and validate an ablation file and its pipeline; raises AblationError listing every problem."""
+    path = Path(path).resolve()
+    try:
+        spec = AblationFile.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise AblationError(f"{path}: {exc}") from exc
+    base = path.parent
+    try:
+        plan = load_plan(base / spec.pipeline, run_dir or (spec.run_dir and base / spec.run_dir))
+    except PipelineError as exc:
+        raise AblationError(f"{path}: pipeline {exc}") from exc
+    problems: list[str] = []
+    export = spec.export or (plan.export.model_copy(update={"push": None}) if plan.export else ExportSpec())
+    variants = _variants(spec, plan, export, problems)
+    reference = spec.reference or next(iter(spec.variants))
+    if reference not in spec.variants:
+        problems.append(f"reference: '{reference}' is not a variant ({', '.join(spec.variants)})")
+    if BASE in spec.variants:
+        problems.append(f"variants: '{BASE}' is the untrained model's row in the table; call the variant otherwise")
+    train = _training(spec, plan, base, problems)
+    held_out = _held_out(spec, plan, base, problems)
+    if problems:
+        raise AblationError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
+    target = Path(out) if out else (base / spec.out if spec.out else plan.run_dir / "ablate" / spec.name)
+    return Ablation(spec.name, path, plan, target, reference, variants, train, held_out, list(plan.warnings))
+
+
+# ---- running ------------------------------------------------------------------------------------------------------
+
+def _run_rows(plan: Plan, progress: Progress) -> dict[str, str]:
+    """Ingest and every stage of the pipeline (cached or resumed as `curate run` does); {folder: fingerprint}."""
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    _, fp = ingest(plan.sources, plan.run_dir / INGEST_DIR, plan.batch_size, progress)
+    run_stages(plan.stages, plan.run_dir / INGEST_DIR, plan.run_dir, fp, plan.batch_size, progress)
+    folders = [INGEST_DIR] + [p.dirname for p in plan.stages]
+    return {d: read_json(plan.run_dir / d / "_stage.json")["fingerprint"] for d in folders}
+
+
+def _decontaminated(ablation: Ablation, sets_read: dict, dirname: str, input_fp: str,
+                    progress: Progress) -> tuple[Path, str, dict]:
+    """The stage's rows without those overlapping a held-out question: (folder, fingerprint, stats)."""
+    sets = []
+    for name, (eval_set, _) in sets_read.items():
+        texts = ablation.out / "heldout" / f"{name}.jsonl"
+        texts.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(texts, ({"question": item.question} for item in eval_set.items))
+        sets.append({"name": name, "path": str(texts), "fields": ["question"]})
+    stage = stage_class("decontaminate")({"eval_sets": sets})
+    folder = ablation.out / "rows" / dirname
+    stats, fp = run_stage(PlannedStage(dirname, stage), ablation.plan.run_dir / dirname, folder, input_fp,
+                          ablation.plan.batch_size, progress)
+    return folder, fp, {"rows_in": stats.rows_in, "held_out_overlap": stats.rows_in - stats.rows_out}
+
+
+def _prompt_sha(held: HeldOut) -> str:
+    from curate.evaluate.prompts import load_eval_prompts
+
+    return load_eval_prompts(held.settings.prompt).sha256
+
+
+def _evaluate_model(ablation: Ablation, sets_read: dict, label: str, adapter: Path | None, adapter_fp: str | None,
+                    progress: Progress) -> dict[str, bool]:
+    """Score one model on every held-out set into OUT/<label>/eval/<set>; {set: whether it was cached}. The model
+    loads only when some set needs scoring, once per backend configuration."""
+    from curate.evaluate import evaluate_loaded, load_model
+
+    model_name = ablation.recipe.model
+    loaded: dict[str, Any] = {}
+    cached = {}
+    try:
+        for name, held in ablation.held_out.items():
+            eval_set, set_fp = sets_read[name]
+            config = eval_model_config(held, model_name)
+            fp = fingerprint("ablate-evaluate", held.model_dump(mode="json", exclude={"name"}), *set_fp,
+                             _prompt_sha(held), config, adapter_fp, __version__)
+            folder = ablation.out / label / "eval" / name
+
+            def build() -> dict:
+                key = repr(sorted(config.items()))
+                if key not in loaded:
+                    loaded[key] = load_model(config, adapter)
+                started = time.perf_counter()
+                with building(folder) as tmp:
+                    evaluate_loaded(loaded[key], eval_set, tmp, held.settings, overwrite=True, progress=progress)
+                return {"seconds": round(time.perf_counter() - started, 2)}
+
+            _, cached[name] = cached_step(folder.with_name(f"{name}.json"), fp, build)
+    finally:
+        for model in loaded.values():
+            model.llm.close()
+    return cached
+
+
+def run_ablation(ablation: Ablation, progress: Progress | None = None) -> dict:
+    """Run every step (see the module docstring); write and return OUT/ablation.json's content."""
+    from curate.evaluate import compare_runs
+
+    progress = progress or Progress(enabled=False)
+    started = time.perf_counter()
+    ablation.out.mkdir(parents=True, exist_ok=True)
+    stage_fps = _run_rows(ablation.plan, progress)
+    sets_read = {name: held_out_set(held, ablation.path.parent) for name, held in ablation.held_out.items()}
+    rows = {d: _decontaminated(ablation, sets_read, d, stage_fps[d], progress)
+            for d in dict.fromkeys(v.rows for v in ablation.variants.values())}
+    variants = {}
+    for name, v in ablation.variants.items():
+        folder, rows_fp, overlap = rows[v.rows]
+        export_stats, fp = export_step(v.export, folder, ablation.out / name, rows_fp, pipeline=ablation.plan.path)
+        train_stats, train_fp = finetune_step(ablation.finetune, ablation.path.parent, ablation.out / name, fp)
+        marker = read_json(ablation.out / name / "finetune.json")
+        evaluated = _evaluate_model(ablation, sets_read, name, ablation.out / name / "finetune", train_fp, progress)
+        variants[name] = {
+            "rows": v.rows, **overlap, "export": v.export.model_dump(mode="json", exclude={"push"}),
+            "exported": export_stats.counters, "train_rows": train_stats.rows_out,
+            "steps": train_stats.counters.get("steps"), "tokens_trained": train_stats.counters.get("tokens_trained"),
+            "first_loss": marker.get("first_loss"), "last_loss": marker.get("last_loss"),
+            "train_seconds": round(train_stats.seconds, 1),
+            "cached": {"export": export_stats.cached, "finetune": train_stats.cached, "evaluate": evaluated}}
+    base_cached = _evaluate_model(ablation, sets_read, BASE, None, None, progress)
+    models = [BASE, *ablation.variants]
+    sets = {}
+    for name in ablation.held_out:
+        runs = {m: ablation.out / m / "eval" / name for m in models}
+        summaries = {m: read_json(runs[m] / "summary.json") for m in models}
+        sets[name] = {
+            "set": summaries[BASE]["set"], "settings": summaries[BASE]["settings"],
+            "metrics": {m: s["metrics"] for m, s in summaries.items()},
+            "versus_reference": {m: compare_runs(runs[ablation.reference], runs[m])
+                                 for m in models if m != ablation.reference}}
+    result = {"name": ablation.name, "curate_version": __version__, "run_dir": str(ablation.plan.run_dir),
+              "out": str(ablation.out), "reference": ablation.reference, "recipe": ablation.recipe.name,
+              "model": ablation.recipe.model, "max_steps": ablation.recipe.train.max_steps,
+              "seed": ablation.recipe.train.seed, "variants": variants, "base": {"cached": base_cached},
+              "sets": sets, "seconds": round(time.perf_counter() - started, 1)}
+    write_json(ablation.out / "ablation.json", result)
+    return result
+
+
+# ---- the table ----------------------------------------------------------------------------------------------------
+
+def _interval(m: dict | None, signed: bool = False) -> str:
+    if not m or m.get("value") is None:
+        return "-"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(m['value'])} [{f.format(m['ci_low'])}, {f.format(m['ci_high'])}]"
+
+
+def _test(test: dict | None) -> str:
+    if not test:
+        return "-"
+    return f"{test.get('test', 'test')} p={test['p_value']:.3g}" if "p_value" in test else str(test.get("test"))
+
+
+def variants_table(result: dict):
+    """A rich Table: per variant its rows, what the held-out decontamination removed, training and caching."""
+    from rich.table import Table
+
+    table = Table(title=f"ablation {result['name']}: {result['recipe']} ({result['model']}), {result['max_steps']} "
+                        f"steps, seed {result['seed']}", title_justify="left")
+    for col in ("variant", "rows from", "rows (all kinds)", "held-out overlap removed", "exported", "train rows",
+                "loss first -> last", "train s", "cached"):
+        table.add_column(col, overflow="fold")
+    for name, v in result["variants"].items():
+        exported = ", ".join(f"{k.removeprefix('split_')} {n}" for k, n in v["exported"].items())
+        loss = "-" if v["first_loss"] is None else f"{v['first_loss']:.3f} -> {v['last_loss']:.3f}"
+        cached = [k for k, c in v["cached"].items() if (all(c.values()) if isinstance(c, dict) else c)]
+        table.add_row(name + (" (reference)" if name == result["reference"] else ""), v["rows"], str(v["rows_in"]),
+                      str(v["held_out_overlap"]), exported, str(v["train_rows"]), loss, str(v["train_seconds"]),
+                      ", ".join(cached) or "-")
+    return table
+
+
+def set_table(result: dict, name: str):
+    """A rich Table for one held-out set: each metric per model, and the paired difference against the reference."""
+    from rich.table import Table
+
+    data, ref = result["sets"][name], result["reference"]
+    level = next((m.get("level", 0.95) for ms in data["metrics"].values() for m in ms.values()), 0.95)
+    table = Table(title=f"{name}: {data['set']['n']} items ({data['set']['origin']})", title_justify="left")
+    for col in ("metric", "model", f"value [{level:.0%} CI]", "n", f"minus {ref} [paired {level:.0%} CI]",
+                "paired test"):
+        table.add_column(col, overflow="fold")
+    metrics = list(dict.fromkeys(k for ms in data["metrics"].values() for k in ms))
+    for metric in metrics:
+        for i, (model, values) in enumerate(data["metrics"].items()):
+            paired = (data["versus_reference"].get(model) or {}).get("metrics", {}).get(metric)
+            table.add_row(metric if i == 0 else "", model, _interval(values.get(metric)),
+                          str((values.get(metric) or {}).get("n", "-")),
+                          _interval(paired["difference"], signed=True) if paired else "-",
+                          _test(paired.get("test")) if paired else "-")
+        table.add_section()
+    table.caption = (f"differences are model minus {ref} in the metric's own units (for a loss such as a negative "
+                     "log-likelihood, lower is better); items paired by id")
+    return table
