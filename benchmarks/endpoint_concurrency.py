@@ -82,7 +82,7 @@ def passages(pdf: Path, first: int, last: int, size: int = 700) -> list[str]:
 
 
 def make_prompts(n: int, pdf: Path) -> list[str]:
-    prompt = load_prompt("synth_qa.v1")
+    prompt = load_prompt("synth_qa.v2")
     texts = passages(pdf, 40, 60)
     if len(texts) < n:
         raise SystemExit(f"only {len(texts)} passages in pages 40-60; ask for fewer --prompts")

@@ -1,4 +1,5 @@
-"""Grounded QA synthesis with the real embedded Gemma (llama.cpp) on real FM 4-25.11 pages, and its resume."""
+"""Grounded QA synthesis with the real embedded Gemma (llama.cpp) on real FM 4-25.11 pages: the extractive
+(answer-first) mode the embedded base model gets by default, the abstractive mode, the round trip, and resume."""
 
 from __future__ import annotations
 
@@ -18,13 +19,20 @@ from curate.ingest.base import SourceSpec
 from curate.io import read_jsonl, write_parquet
 from curate.rag import index_folder, synth_folder
 from curate.rag.index import ChunkIndex
-from curate.rag.synth import parse_answer, parse_questions
+from curate.embed import embed
+from curate.rag.extractive import QUESTION_STARTS, round_trip
+from curate.rag.synth import Failed, SynthQA, parse_answer, parse_questions, parse_unit_question
+from curate.rag.units import answerable_units
 from curate.schema import ARROW_SCHEMA
 
 FM = "pdf/us_army_FM4-25.11_first_aid.pdf"
 PAGES = (47, 48)  # bleeding control with a tourniquet
-SYNTH = {"questions_per_chunk": 1, "top_k": 2}
+SYNTH = {"top_k": 2}  # answer_mode auto: extractive for the embedded base model
+ABSTRACTIVE = {"answer_mode": "abstractive", "questions_per_chunk": 1, "top_k": 2}
 REASONS = {"insufficient_context", "no_citation", "copied_example", "malformed_questions", "malformed_answer"}
+EXTRACTIVE_REASONS = {"no_answerable_unit", "malformed_question", "not_a_question", "mentions_source",
+                      "unresolved_pronoun", "copied_example", "duplicate_question", "round_trip_failed",
+                      "question_off_unit"}
 
 
 def read(folder: Path) -> list[dict]:
@@ -52,8 +60,26 @@ def uninterrupted(index_dir):
     return out, stats
 
 
-def test_pairs_are_grounded_in_cited_chunks(uninterrupted, index_dir, realdata):
+def test_extractive_answers_are_verbatim_units_of_their_cited_chunk(uninterrupted, index_dir):
     out, stats = uninterrupted
+    chunks = {c["id"]: c for c in read(index_dir / "chunks")}
+    rows, rejects = read(out), read_jsonl(out / "rejects.jsonl")
+    assert stats.rows_in == len(chunks) and stats.counters["units"] >= len(chunks)
+    assert {r["reason"] for r in rejects} <= EXTRACTIVE_REASONS
+    assert len(rows) >= 2, f"kept {len(rows)}; rejects: {[r['reason'] for r in rejects]}"
+    for row in rows:
+        meta = json.loads(row["meta"])
+        assert meta["generator"]["answer_mode"] == "extractive" and meta["round_trip"]["rank"] is not None
+        question, answer = (m["content"] for m in row["messages"])
+        assert question.endswith("?") and question.split()[0].lower() in QUESTION_STARTS
+        own = chunks[meta["chunk_id"]]
+        assert answer in [u.text for u in answerable_units(own["text"])[0]]  # the unit's text, not the model's
+        assert meta["chunk_id"] in {c["chunk_id"] for c in row["citations"]} and own["text"] in row["context"]
+
+
+def test_abstractive_pairs_are_grounded_in_cited_chunks(index_dir, realdata):
+    out = index_dir.parent / "synth-abstractive"
+    stats = synth_folder(index_dir, out, ABSTRACTIVE, batch_size=1)
     chunks = {c["id"]: c for c in read(index_dir / "chunks")}
     rows = read(out)
     rejects = read_jsonl(out / "rejects.jsonl")
@@ -74,7 +100,46 @@ def test_pairs_are_grounded_in_cited_chunks(uninterrupted, index_dir, realdata):
             assert chunk["text"] in span  # ... whose text is in the PDF pages it names
         meta = json.loads(row["meta"])
         assert meta["generator"]["backend"] == "llamacpp" and len(meta["prompt"]["sha256"]) == 64
-        assert meta["chunk_id"] in chunks
+        assert meta["chunk_id"] in chunks and meta["generator"]["answer_mode"] == "abstractive"
+
+
+def test_auto_mode_is_extractive_for_base_models_and_abstractive_for_instruct_ones(index_dir):
+    picked = {}
+    for tuned in (False, True):
+        stage = SynthQA({"index": str(index_dir / "chroma"), "llm": {"instruction_tuned": tuned}})
+        stage.setup()
+        picked[tuned] = stage.mode
+        stage.llm.close()
+    assert picked == {False: "extractive", True: "abstractive"}
+
+
+def test_round_trip_drops_a_question_that_retrieves_another_chunk(tmp_path, realdata):
+    spec = SourceSpec(name="fm-4-25-11", kind="pdf", path=realdata / FM, license="public-domain")
+    pages = [r for r in read_source(spec) if isinstance(r, dict) and r["page"] in (48, 61)]
+    (tmp_path / "pages").mkdir()
+    write_parquet(tmp_path / "pages" / "part-00000.parquet",
+                  {c: [p[c] for p in pages] for c in ARROW_SCHEMA.names}, ARROW_SCHEMA)
+    index_folder(tmp_path / "pages", tmp_path / "index", {"size": 160, "overlap": 20})
+    index = ChunkIndex(tmp_path / "index" / "chroma", create=False)
+    chunk = next(c for c in read(tmp_path / "index" / "chunks") if "2 inches or more beyond" in c["text"])
+    unit = next(u for u in answerable_units(chunk["text"])[0] if "2 inches or more beyond" in u.text)
+    on_unit = "How far beyond the edges of a chest wound should the plastic covering extend?"
+    elsewhere = "When should a tourniquet be used instead of a pressure dressing?"
+    vectors = embed([on_unit, elsewhere, unit.text], index.embedder)
+    hits = index.query_vectors(vectors[:2], 2)
+    kept, dropped = (round_trip(unit, chunk["id"], h, v, vectors[2]) for h, v in zip(hits, vectors[:2]))
+    assert kept.rank == 1 and kept.similarity > dropped.similarity
+    assert dropped.rank is None  # the stage drops it as round_trip_failed
+
+
+def test_unit_questions_are_parsed_and_checked():
+    examples = ("When was the Eiffel Tower completed?",)
+    assert parse_unit_question('{"question": "When is a tourniquet used?"}', examples) == "When is a tourniquet used?"
+    assert parse_unit_question('{"question": "What does the passage describe?"}', examples) == \
+        Failed("mentions_source")
+    assert parse_unit_question('{"question": "When was the Eiffel Tower completed?"}', examples) == \
+        Failed("copied_example")
+    assert parse_unit_question('{"question": "cut', examples) is None
 
 
 def test_killed_synthesis_resumes_to_identical_rows(uninterrupted, index_dir):
@@ -118,7 +183,7 @@ def test_an_edited_prompt_file_changes_the_stage_fingerprint(tmp_path):
     from curate.rag.synth import SynthQA
 
     prompt = tmp_path / "my_prompt.yaml"
-    prompt.write_text((resources.files("curate") / "prompts" / "synth_qa.v1.yaml").read_text())
+    prompt.write_text((resources.files("curate") / "prompts" / "synth_qa.v2.yaml").read_text())
     before = SynthQA({"prompt": str(prompt)}).fingerprint_extra()
     prompt.write_text(prompt.read_text().replace("first responder", "paramedic"))
     assert SynthQA({"prompt": str(prompt)}).fingerprint_extra() != before

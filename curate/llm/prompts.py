@@ -37,7 +37,7 @@ class PromptFile:
 
 
 def load_prompt(name_or_path: str) -> PromptFile:
-    """A packaged prompt by name (``synth_qa.v1``) or a YAML file path."""
+    """A packaged prompt by name (``synth_qa.v2``) or a YAML file path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
         raw, name = path.read_bytes(), path.stem

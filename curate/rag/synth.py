@@ -1,24 +1,42 @@
-"""``synth_qa``: grounded question-answer pairs from document chunks, with retrieval by the question.
+"""``synth_qa``: grounded question-answer pairs from document chunks, checked by retrieval with the question.
 
-For every ``chunk`` row the LLM writes ``questions_per_chunk`` questions the chunk answers. Each question is embedded
-and the ``top_k`` nearest chunks are retrieved from the run's index *by the question* (not by the source chunk); the
-LLM then answers from those passages only and cites them by number. Answers of "INSUFFICIENT_CONTEXT" are dropped
-with reason ``insufficient_context``; an answer citing no retrieved passage with ``no_citation``; an answer that
-repeats one of the prompt's few-shot examples (small base models do) with ``copied_example``; output that is still
-malformed after ``max_retries`` extra attempts with ``malformed_questions`` / ``malformed_answer`` (the raw output
-kept in the reject). Questions that repeat an example are discarded before answering and counted. A backend's ``TransientError`` fails the batch without marking it done, so a rerun
-retries it. Seeds derive from the batch's chunk ids, so rerunning a batch (after a crash) reproduces its rows.
+Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extractive`` for a base model and
+``abstractive`` for an instruction-tuned one; each row records the mode in ``meta.generator.answer_mode``):
+
+- ``extractive`` (answer first; what a small base model such as the embedded Gemma 3 270M can do well): each chunk is
+  split into answerable units (``curate.rag.units``: a sentence or short span, a list kept whole; headings, page
+  furniture, contents, references and exercise instructions are skipped and counted as ``units_skipped_*``). At most
+  ``units_per_chunk`` units get a question: the LLM writes the question the unit answers (few-shot on off-domain
+  examples, JSON grammar). The question must stand alone (``curate.rag.extractive.question_problem``) and is then
+  checked by a round trip: retrieved by that question from the whole index, the unit's own chunk must be among the
+  ``round_trip_k`` nearest, and the question-unit cosine similarity must reach ``min_question_similarity``. The answer
+  is the unit's text, cited to its chunk and pages; the context holds the ``top_k`` passages the question retrieved
+  (more when the unit's chunk ranks lower). Drop reasons: ``no_answerable_unit`` (the chunk row; detail: skipped
+  spans by reason), ``malformed_question``, ``not_a_question``, ``mentions_source``, ``unresolved_pronoun``,
+  ``copied_example`` (after ``max_retries`` extra attempts; the raw output kept), ``duplicate_question`` (repeats a
+  question kept for the same chunk), ``round_trip_failed``, ``question_off_unit``.
+- ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
+  ``questions_per_chunk`` questions per chunk; the ``top_k`` nearest chunks are retrieved *by each question*; the LLM
+  answers from those passages only and cites them by number. Drop reasons: ``insufficient_context``, ``no_citation``,
+  ``copied_example`` (the answer repeats a few-shot example), ``malformed_questions`` / ``malformed_answer`` (raw
+  output kept). Questions that repeat an example are discarded before answering.
+
+A backend's ``TransientError`` fails the batch without marking it done, so a rerun retries it. Seeds derive from the
+batch's chunk ids, so rerunning a batch (after a crash) reproduces its rows.
 
 Consumes ``chunk`` rows (``id``, ``text``, ``doc_id``, ``page``, ``page_end``, ``source``, ``license``,
 ``provenance``); other kinds pass through. Produces ``qa`` rows: ``messages`` (user question, assistant answer),
 ``context`` (the retrieved passages as numbered text), ``citations`` ([{chunk_id, doc_id, page, page_end}]) and
-``meta`` = {generator (backend, model, sampling), prompt (name, version, sha256), chunk_id}.
+``meta`` = {generator (backend, model, answer_mode, sampling), prompt (name, version, sha256), chunk_id, and for
+extractive rows unit (start offset, list) and round_trip (rank, similarity)}.
 
 Example::
 
     - stage: synth_qa
       batch_size: 8            # chunks per checkpoint
-      questions_per_chunk: 2
+      answer_mode: auto        # extractive | abstractive | auto
+      units_per_chunk: 3       # extractive
+      questions_per_chunk: 2   # abstractive
       top_k: 3
       llm: {backend: llamacpp}  # the embedded Gemma 3 270M
 """
@@ -28,15 +46,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
+from curate.embed import embed
 from curate.llm import LLMConfig, load_llm
 from curate.llm.base import Generation, Sampling
 from curate.llm.prompts import load_prompt
+from curate.rag.extractive import (answer_type_problem, holds, pick_units, question_problem, round_trip,
+                                   same_question)
 from curate.rag.index import ChunkIndex, resolve
+from curate.rag.templates import template_question
+from curate.rag.units import MAX_WORDS, MIN_WORDS, Unit, answerable_units
 from curate.schema import make_qa
 from curate.stage import DROP, DROP_DETAIL, Stage, StageConfig, rows
 
@@ -54,12 +78,21 @@ class SamplingConfig(StageConfig):
 
 class SynthQAConfig(StageConfig):
     llm: LLMConfig = Field(default_factory=LLMConfig)
-    prompt: str = "synth_qa.v1"
+    prompt: str = "synth_qa.v2"
+    answer_mode: Literal["auto", "extractive", "abstractive"] = "auto"
     questions_per_chunk: int = Field(default=2, ge=1, le=10)
+    units_per_chunk: int = Field(default=3, ge=1, le=20)
+    question_source: Literal["auto", "templates", "llm", "both"] = "auto"
+    min_unit_words: int = Field(default=MIN_WORDS, ge=1)
+    max_unit_words: int = Field(default=MAX_WORDS, ge=8)
+    round_trip_k: int = Field(default=3, ge=1, le=20)
+    min_question_similarity: float = Field(default=0.5, ge=-1, le=1)
     top_k: int = Field(default=3, ge=1, le=20)
     max_retries: int = Field(default=2, ge=0)
     min_question_chars: int = 12
     question_sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    unit_question_sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=48,
+                                                                                          temperature=0.2))
     answer_sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(max_tokens=200, temperature=0.2))
     index: str = "index"
     collection: str = "chunks"
@@ -76,6 +109,28 @@ def questions_schema(n: int) -> dict:
 ANSWER_SCHEMA = {"type": "object", "properties": {
     "answer": {"type": "string", "minLength": 2, "maxLength": 480},
     "sources": {"type": "array", "items": {"type": "integer"}, "maxItems": 5}}, "required": ["answer", "sources"]}
+
+
+UNIT_QUESTION_SCHEMA = {"type": "object", "properties": {
+    "question": {"type": "string", "minLength": 10, "maxLength": 200}}, "required": ["question"]}
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Parsed output that is not usable, and why (the reject reason if no retry does better)."""
+
+    reason: str
+
+
+def parse_unit_question(text: str, examples: tuple[str, ...]) -> str | Failed | None:
+    """The question in a ``{"question": ...}`` reply; a ``Failed`` reason when it cannot stand alone (see
+    ``curate.rag.extractive.question_problem``); None when malformed."""
+    try:
+        question = " ".join(str(first_json_object(text)["question"]).split())
+    except (ValueError, KeyError, TypeError):
+        return None
+    problem = question_problem(question, examples)
+    return Failed(problem) if problem else question
 
 
 def _words(text: str) -> set[str]:
@@ -145,10 +200,15 @@ class SynthQA(Stage):
         self.llm = load_llm(c.llm)
         self.prompts = load_prompt(c.prompt)
         self.index = ChunkIndex(resolve(self.run_dir, c.index), c.collection, c.embedding_model, create=False)
+        self.mode = c.answer_mode if c.answer_mode != "auto" else (
+            "abstractive" if self.llm.instruction_tuned else "extractive")
+        self.question_source = c.question_source if c.question_source != "auto" else (
+            "both" if self.llm.instruction_tuned else "templates")
 
     def _generate(self, prompts: list, key: str, sampling: SamplingConfig, schema: dict,
                   parse) -> list[tuple[Any, Generation]]:
-        """Generate with bounded retries; returns (parsed or None, last generation) per prompt, in order.
+        """Generate with bounded retries; returns (parsed, last generation) per prompt, in order. ``parse`` returns
+        the parsed value, or None or a ``Failed`` reason for output worth another attempt.
 
         Each attempt is one batched call seeded from ``key`` (the batch's chunk ids) and the attempt number, so a
         rerun of the same batch reproduces it.
@@ -165,15 +225,21 @@ class SynthQA(Stage):
                 self.counters["tokens_generated"] += gen.completion_tokens
                 last[i] = gen
                 results[i] = parse(gen.text)
-            todo = [i for i in todo if results[i] is None]
+            todo = [i for i in todo if results[i] is None or isinstance(results[i], Failed)]
         return list(zip(results, last))
 
     def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
-        c, it = self.config, self.llm.instruction_tuned
         out: list[dict] = []
         chunks = []
         for row in rows(batch):
             (chunks if row["kind"] == "chunk" else out).append(row)
+        out += self._extractive(chunks) if self.mode == "extractive" else self._abstractive(chunks)
+        return {k: [r.get(k) for r in out] for k in [*batch, *self.outputs, DROP, DROP_DETAIL]}
+
+    def _abstractive(self, chunks: list[dict]) -> list[dict]:
+        """Questions per chunk, retrieval by each question, then answers written from the retrieved passages."""
+        c, it = self.config, self.llm.instruction_tuned
+        out: list[dict] = []
         q_prompts = [self.prompts.render("questions", it, passage=ch["text"], n=c.questions_per_chunk)
                      for ch in chunks]
         key = ",".join(ch["id"] for ch in chunks)
@@ -193,7 +259,89 @@ class SynthQA(Stage):
                                    lambda t, n=c.top_k: parse_answer(t, n))
         for (ch, j, question), retrieved, (parsed, gen) in zip(pending, hits, a_results):
             out.append(self._qa_row(ch, j, question, retrieved, parsed, gen))
-        return {k: [r.get(k) for r in out] for k in [*batch, *self.outputs, DROP, DROP_DETAIL]}
+        return out
+
+    def _extractive(self, chunks: list[dict]) -> list[dict]:
+        """Answerable units per chunk, the question each unit answers, then the round trip (see the module
+        docstring)."""
+        c, it = self.config, self.llm.instruction_tuned
+        out: list[dict] = []
+        pending: list[tuple[dict, int, Unit, tuple[str, str] | None]] = []  # (chunk, unit number, unit, template)
+        for ch in chunks:
+            units, skipped = answerable_units(ch["text"], c.min_unit_words, c.max_unit_words)
+            for reason, n in skipped.items():
+                self.counters[f"units_skipped_{reason}"] += n
+            source = self.question_source
+            templated = {i: t for i, u in enumerate(units) if source != "llm" and (t := template_question(u))}
+            reason = "no_answerable_unit" if not units else None
+            if source == "templates":
+                units, templated = [units[i] for i in templated], dict(enumerate(templated.values()))
+                reason = reason or ("no_template_question" if not units else None)
+            if reason:
+                out.append({**ch, DROP: reason, DROP_DETAIL: json.dumps(dict(skipped))})
+                continue
+            index_of = {id(u): i for i, u in enumerate(units)}
+            for j, u in enumerate(pick_units(units, c.units_per_chunk, set(templated))):
+                pending.append((ch, j, u, templated.get(index_of[id(u)])))
+        self.counters["units"] += len(pending)
+        by_llm = [k for k, p in enumerate(pending) if p[3] is None]
+        prompts = [self.prompts.render("unit_question", it, unit=pending[k][2].text) for k in by_llm]
+        key = ",".join(ch["id"] for ch in chunks) + ":units"
+        generated = dict(zip(by_llm, self._generate(prompts, key, c.unit_question_sampling, UNIT_QUESTION_SCHEMA,
+                                                    lambda t: parse_unit_question(t, self.prompts.examples))))
+        results = [generated.get(k) or (template[0], Generation(text="", finish_reason="template"))
+                   for k, (_, _, _, template) in enumerate(pending)]
+        self.counters["template_questions"] += len(pending) - len(by_llm)
+        self.counters["llm_questions"] += len(by_llm)
+        asked: dict[str, list[str]] = {}  # chunk id -> questions kept so far
+        candidates = []
+        for (ch, j, unit, template), (parsed, gen) in zip(pending, results):
+            if parsed is None or isinstance(parsed, Failed):
+                reason = parsed.reason if parsed else "malformed_question"
+                out.append(self._unit_row(ch, j, unit, None, [], gen, reason, gen.text))
+            elif template is None and (problem := answer_type_problem(parsed, unit.text)):
+                out.append(self._unit_row(ch, j, unit, parsed, [], gen, problem, parsed))
+            elif same_question(parsed, asked.setdefault(ch["id"], [])):
+                out.append(self._unit_row(ch, j, unit, parsed, [], gen, "duplicate_question", parsed))
+            else:
+                asked[ch["id"]].append(parsed)
+                candidates.append((ch, j, unit, parsed, gen, template[1] if template else "llm"))
+        if not candidates:
+            return out
+        q_vectors = embed([cand[3] for cand in candidates], self.index.embedder)
+        u_vectors = embed([cand[2].text for cand in candidates], self.index.embedder)
+        hits = self.index.query_vectors(q_vectors, max(c.top_k, c.round_trip_k))
+        for (ch, j, unit, question, gen, source), found, qv, uv in zip(candidates, hits, q_vectors, u_vectors):
+            trip = round_trip(unit, ch["id"], found[:c.round_trip_k], qv, uv)
+            reason = ("round_trip_failed" if trip.rank is None else
+                      "question_off_unit" if trip.similarity < c.min_question_similarity else None)
+            retrieved = found[:max(c.top_k, trip.rank or 0)]
+            detail = json.dumps({"question": question, **trip.to_dict(),
+                                 "retrieved": [h.id for h in found[:c.round_trip_k]]}) if reason else None
+            row = self._unit_row(ch, j, unit, question, retrieved, gen, reason, detail)
+            meta = json.loads(row["meta"])
+            row["meta"] = json.dumps({**meta, "question_source": source, "round_trip": trip.to_dict()})
+            out.append(row)
+        return out
+
+    def _unit_row(self, chunk: dict, j: int, unit: Unit, question: str | None, retrieved: list, gen: Generation,
+                  reason: str | None, detail: str | None) -> dict:
+        """A qa row whose answer is ``unit``; rejected with ``reason`` when one is given."""
+        c = self.config
+        row = make_qa(
+            question=question or "", answer=unit.text, source=chunk["source"], license=chunk["license"],
+            origin=chunk["provenance"]["origin"], revision=chunk["provenance"]["revision"],
+            locator=f"chunk={chunk['id']}#u{j}",
+            meta={"chunk_id": chunk["id"], "unit": {"start": unit.start, "list": unit.is_list},
+                  "generator": {**self.llm.describe(), "answer_mode": "extractive",
+                                "question_sampling": c.unit_question_sampling.model_dump()},
+                  "prompt": self.prompts.describe(), "finish_reason": gen.finish_reason})
+        row["context"] = numbered(retrieved) if retrieved else None
+        row["citations"] = [{"chunk_id": h.id, "doc_id": h.doc_id, "page": h.page, "page_end": h.page_end}
+                            for h in retrieved if h.id == chunk["id"] or holds(h.text, unit.text)]
+        if reason:
+            row[DROP], row[DROP_DETAIL] = reason, detail
+        return row
 
     def _qa_row(self, chunk: dict, j: int, question: str, retrieved: list, parsed, gen: Generation) -> dict:
         c = self.config
@@ -202,7 +350,8 @@ class SynthQA(Stage):
             question=question, answer=answer, source=chunk["source"], license=chunk["license"],
             origin=chunk["provenance"]["origin"], revision=chunk["provenance"]["revision"],
             locator=f"chunk={chunk['id']}#q{j}",
-            meta={"chunk_id": chunk["id"], "generator": {**self.llm.describe(), "question_sampling":
+            meta={"chunk_id": chunk["id"], "generator": {**self.llm.describe(), "answer_mode": "abstractive",
+                                                          "question_sampling":
                   c.question_sampling.model_dump(), "answer_sampling": c.answer_sampling.model_dump()},
                   "prompt": self.prompts.describe(), "finish_reason": gen.finish_reason})
         row["context"] = numbered(retrieved)

@@ -1,0 +1,159 @@
+"""Questions read off the form of an answerable unit, for the sentence shapes instructions are written in.
+
+``template_question(unit)`` consumes a ``curate.rag.units.Unit`` and returns ``(question, template name)`` or None.
+Each template rewrites a shape whose answer is, by construction, the unit itself:
+
+- ``conditional``: "If the dressing becomes soaked with blood, apply a tourniquet." -> "What should be done if the
+  dressing becomes soaked with blood?" (``if``/``when``/``once``/``after``/``before``/``whenever``, with an
+  imperative or a should/must main clause);
+- ``definition``: "A tourniquet is a constricting band ..." -> "What is a tourniquet?";
+- ``prohibition_reason``: "DO NOT put pressure on the eyeball because additional damage may occur." -> "Why should
+  you not put pressure on the eyeball?";
+- ``only_when``: "The tourniquet should not be used unless ..." -> "When should the tourniquet be used?";
+- ``procedure``: a list whose lead-in is "Immobilize any casualty ... by doing the following" or "Check for open
+  fractures by looking for" -> "How do you immobilize any casualty ...?" / "How do you check for open fractures?";
+- ``list_of``: "The signs of shock include: ..." -> "What are the signs of shock?";
+- ``purpose``: "To minimize skin damage, ensure that the improvised tourniquet is at least 2 inches wide." / "Elevate
+  an injured limb slightly above the level of the heart to reduce the bleeding." -> "What should you do to minimize
+  skin damage?" / "... to reduce the bleeding?" (purposes such as reduce, prevent, control, relieve, protect);
+- ``causes``: "Heat cramps are caused by ..." -> "What causes heat cramps?";
+- ``passive``: "All open wounds should be checked for a point of entry or exit ..." -> "How should all open wounds
+  be checked?".
+
+A template is not used when the words it would copy into the question hold a pronoun with no antecedent there
+("it", "them", "this", ...), since the question must make sense on its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+from curate.rag.units import Unit
+
+IMPERATIVES = frozenset("""administer allow apply ask avoid begin bring call check clean clear comfort connect contact
+continue cool cover do don't elevate encourage ensure evacuate explain find get give help hold identify immobilize
+introduce keep lay leave let lift listen loosen lower make monitor move note notify offer open pad perform place
+position press prevent protect provide put raise reassess reassure record refer release remind remove repeat report
+respect roll secure seek send splint start stay stop support take tell tie tighten transport treat try turn use wash
+watch wipe wrap""".split())
+_PRONOUN = re.compile(r"\b(?:it|its|they|them|their|this|these|those|he|him|his|she|her)\b", re.IGNORECASE)
+_CONDITIONAL = re.compile(r"^(?P<conj>If|When|Whenever|Once|After|Before) (?P<cond>[^,;:]{10,160}), (?:then )?"
+                          r"(?P<main>.+)$")
+_DEFINITION = re.compile(r"^(?P<det>An?|The) (?P<term>[a-z][a-z-]*(?: [a-z][a-z-]*){0,3}) (?P<verb>is|are) "
+                         r"(?:a|an|the|any) ")
+_PROHIBITION = re.compile(r"^(?:DO NOT|Do not|Don’t|Don't|Never) (?P<act>[^.;]{8,120}?),? (?:because|since|as (?!if\b)) ")
+_ONLY_WHEN = re.compile(r"^(?P<subj>(?:The|A|An) [a-z][\w -]{2,40}?) (?P<modal>should|must) not be "
+                        r"(?P<verb>\w+) unless ")
+_PROCEDURE = re.compile(r"^(?P<verb>[A-Z][a-z]+) (?P<obj>[^:;]{5,140}?) by (?:doing the following|looking for|"
+                        r"checking for|following these steps)\b")
+_LIST_OF = re.compile(r"^(?:The |Some )?(?P<noun>signs|symptoms|causes|types|effects|steps|principles|goals|needs|"
+                      r"dangers|complications|rules) of (?P<what>[^:;]{3,80}?) (?:include|are)\b", re.IGNORECASE)
+_NOT_A_TERM = frozenset("first next last same following other only best main most".split())
+_PASSIVE = re.compile(r"^(?P<subj>(?:The|A|An|All|Each|Every) [a-z][\w -]{2,50}?) (?P<modal>should|must) be "
+                      r"(?P<verb>[a-z]+(?:ed|en)|kept|put|left|held|made|done|set|cut|laid|applied) (?P<rest>[^.;]{3,})")
+
+
+def _clean_clause(text: str) -> str:
+    return " ".join(text.split()).rstrip(" ,;:")
+
+
+def _lower_first(text: str) -> str:
+    """The text with its first letter lower-cased, unless its first word is an acronym ("MTF", "CPR")."""
+    first = text.split()[0] if text.split() else ""
+    return text if len(first) > 1 and first.isupper() else text[:1].lower() + text[1:]
+
+
+def _conditional(text: str) -> str | None:
+    m = _CONDITIONAL.match(text)
+    if not m:
+        return None
+    main = m["main"]
+    first = main.split()[0].lower().strip(",")
+    if first not in IMPERATIVES and not re.match(r"^[\w ’'-]{2,60}? (?:should|must) ", main):
+        return None
+    cond = _clean_clause(m["cond"])
+    if _PRONOUN.search(cond) or len(cond.split()) < 3:
+        return None
+    return f"What should be done {m['conj'].lower()} {cond}?"
+
+
+def _definition(text: str) -> str | None:
+    m = _DEFINITION.match(text)
+    if not m or m["term"].split()[0].lower() in _NOT_A_TERM:
+        return None
+    return f"What {m['verb']} {m['det'].lower()} {m['term']}?"
+
+
+def _prohibition(text: str) -> str | None:
+    m = _PROHIBITION.match(text)
+    if not m or _PRONOUN.search(m["act"]):
+        return None
+    return f"Why should you not {_lower_first(_clean_clause(m['act']))}?"
+
+
+def _only_when(text: str) -> str | None:
+    m = _ONLY_WHEN.match(text)
+    return f"When {m['modal']} {_lower_first(m['subj'])} be {m['verb']}?" if m else None
+
+
+_PURPOSE_VERBS = r"(?:reduce|prevent|control|stop|relieve|protect|minimi[sz]e|avoid|maintain|open|clear|restore|" \
+                 r"improve|slow|limit|lessen|decrease|increase|keep|support|check|treat|remove|secure|calm|comfort)"
+_PURPOSE_FIRST = re.compile(rf"^To (?P<goal>{_PURPOSE_VERBS} [^,;]{{3,80}}), (?P<main>.+)$")
+_PURPOSE_LAST = re.compile(rf"^(?P<verb>[A-Z][a-z]+) [^;:]{{5,160}}? (?:in order )?to (?P<goal>{_PURPOSE_VERBS} "
+                           rf"[^,.;]{{3,60}})\.$")
+_CAUSES = re.compile(r"^(?P<what>(?:The |A |An )?[A-Za-z][\w -]{2,40}?) (?:is|are) (?:usually |often |mostly )?"
+                     r"caused by ")
+
+
+def _purpose(text: str) -> str | None:
+    m = _PURPOSE_FIRST.match(text)
+    if m and m["main"].split()[0].lower() in IMPERATIVES and not _PRONOUN.search(m["goal"]):
+        return f"What should you do to {_clean_clause(m['goal'])}?"
+    m = _PURPOSE_LAST.match(text)
+    if m and m["verb"].lower() in IMPERATIVES and not _PRONOUN.search(m["goal"]) and "(" not in text:
+        return f"What should you do to {_clean_clause(m['goal'])}?"
+    return None
+
+
+def _causes(text: str) -> str | None:
+    m = _CAUSES.match(text)
+    if not m or _PRONOUN.search(m["what"]) or m["what"].split()[0].lower() in _NOT_A_TERM:
+        return None
+    return f"What causes {_lower_first(m['what'])}?"
+
+
+def _passive(text: str) -> str | None:
+    m = _PASSIVE.match(text)
+    if not m or _PRONOUN.search(m["subj"]) or m["rest"].startswith(("to ", "by ")):
+        return None
+    how = "When" if m["rest"].split()[0] in ("if", "when", "before", "after", "until", "unless", "once") else "How"
+    return f"{how} {m['modal']} {_lower_first(m['subj'])} be {m['verb']}?"
+
+
+def _procedure(text: str) -> str | None:
+    m = _PROCEDURE.match(text)
+    if not m or m["verb"].lower() not in IMPERATIVES or _PRONOUN.search(m["obj"]):
+        return None
+    return f"How do you {m['verb'].lower()} {_clean_clause(m['obj'])}?"
+
+
+def _list_of(text: str) -> str | None:
+    m = _LIST_OF.match(text)
+    if not m or _PRONOUN.search(m["what"]):
+        return None
+    return f"What are the {m['noun'].lower()} of {_clean_clause(m['what'])}?"
+
+
+TEMPLATES = (("conditional", _conditional), ("prohibition_reason", _prohibition), ("only_when", _only_when),
+             ("procedure", _procedure), ("list_of", _list_of), ("definition", _definition), ("passive", _passive), ("purpose", _purpose),
+             ("causes", _causes))
+
+
+def template_question(unit: Unit) -> tuple[str, str] | None:
+    """The question the unit's first sentence (or list lead-in) answers by its form, and the template's name."""
+    text = unit.text
+    for name, make in TEMPLATES:
+        question = make(text)
+        if question:
+            return question, name
+    return None

@@ -1,0 +1,97 @@
+"""Answerable units and question checks on real FM 4-25.11 and WHO PFA pages (no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from curate.ingest import read_source
+from curate.ingest.base import SourceSpec
+from curate.rag.extractive import holds, pick_units, question_problem, same_question
+from curate.rag.units import answerable_units
+
+FM = "pdf/us_army_FM4-25.11_first_aid.pdf"
+WHO = "pdf/who_psychological_first_aid_field_workers_2011.pdf"
+
+
+@pytest.fixture(scope="module")
+def fm_pages(realdata):
+    spec = SourceSpec(name="fm", kind="pdf", path=realdata / FM, license="public-domain")
+    return {r["page"]: r["text"] for r in read_source(spec) if isinstance(r, dict)}
+
+
+@pytest.fixture(scope="module")
+def who_pages(realdata):
+    spec = SourceSpec(name="who", kind="pdf", path=realdata / WHO, license="cc-by-nc-sa-3.0-igo")
+    return {r["page"]: r["text"] for r in read_source(spec) if isinstance(r, dict)}
+
+
+def texts(text: str) -> list[str]:
+    return [u.text for u in answerable_units(text)[0]]
+
+
+def test_prose_units_are_verbatim_sentences_without_page_furniture(fm_pages):
+    units, skipped = answerable_units(fm_pages[48])
+    found = [u.text for u in units]
+    assert "The tourniquet should not be used unless a pressure dressing has failed to stop the bleeding or an arm " \
+           "or leg has been cut off." in found
+    assert "DO NOT use wire or shoestring for a tourniquet band." in found
+    assert not any("FM 4-25.11" in t or t.startswith(("WARNING", "after a period")) for t in found)
+    assert skipped["heading"] >= 1  # WARNING, "a. Improvising a Tourniquet" style lines
+    for unit in units:
+        assert unit.text[0].isupper() and unit.text.endswith((".", "?", "!", ")"))
+        assert 8 <= unit.words <= 110
+
+
+def test_a_lead_in_and_its_bullets_make_one_list_unit(fm_pages):
+    lists = [u.text for u in answerable_units(fm_pages[21])[0] if u.is_list]
+    assert "Check for open fractures by looking for: bleeding; bones sticking through the skin; and check for pulse." \
+        in lists
+    assert any(t.startswith("Check for closed fractures by looking for: swelling; discoloration; deformity") for t in lists)
+
+
+def test_inline_bullets_of_the_who_guide_become_a_list(who_pages):
+    lists = [u for u in answerable_units(who_pages[30])[0] if u.is_list]
+    assert lists and all("»" not in u.text for u in answerable_units(who_pages[30])[0])
+    assert any("place and feel their feet on the floor" in u.text for u in lists)
+
+
+def test_contents_pages_give_no_unit(fm_pages):
+    for page in (4, 5, 6):
+        units, skipped = answerable_units(fm_pages[page])
+        assert units == [] and skipped["contents"] >= 15
+
+
+def test_references_exercises_and_fragments_are_skipped():
+    units, skipped = answerable_units(
+        "Refer to Chapter 4 for information on splinting a suspected fracture of the arm.\n"
+        "Answer the following questions with your group before you go on to the next part.\n\n"
+        "the casualty is then placed on the side so the airway stays open and clear\n\n"
+        "Keep the casualty warm.")
+    assert units == []
+    assert skipped == {"reference": 1, "exercise": 1, "fragment": 1, "too_short": 1}
+
+
+def test_pick_units_prefers_lists_and_keeps_reading_order(fm_pages):
+    units = answerable_units(fm_pages[21])[0]
+    picked = pick_units(units, 3)
+    assert len(picked) == 3 and [u.start for u in picked] == sorted(u.start for u in picked)
+    assert any(u.is_list for u in picked)
+
+
+def test_questions_must_stand_alone():
+    examples = ("When was the Eiffel Tower completed?",)
+    assert question_problem("When should a tourniquet be applied?", examples) is None
+    assert question_problem("What does the passage say about tourniquets?", examples) == "mentions_source"
+    assert question_problem("According to the manual, when is a tourniquet used?", examples) == "mentions_source"
+    assert question_problem("What should be done with it?", examples) == "unresolved_pronoun"
+    assert question_problem("Why is this?", examples) == "not_a_question"  # too short
+    assert question_problem("Apply a tourniquet above the wound.", examples) == "not_a_question"
+    assert question_problem("When was the Eiffel Tower built?", examples) == "copied_example"
+    assert same_question("How wide should an improvised tourniquet be?",
+                         ["How wide should the improvised tourniquet be?"])
+    assert not same_question("How wide should an improvised tourniquet be?", ["When is a tourniquet used?"])
+
+
+def test_a_list_unit_is_held_by_its_chunk(fm_pages):
+    unit = next(u for u in answerable_units(fm_pages[21])[0] if u.is_list)
+    assert holds(fm_pages[21], unit.text) and not holds(fm_pages[48], unit.text)
