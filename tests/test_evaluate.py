@@ -231,9 +231,30 @@ def test_prompts_are_few_shot_in_both_styles(medqa_set):
     assert chat[2]["content"] == "C. Oral amoxicillin" and chat[-1]["content"] == f"Question: {item.question}"
     text = task_prompt(prompts, "mcq", item.question, "completion", 2)
     assert text.count("\nAnswer: ") == 2 and text.endswith(f"Question: {item.question}\nAnswer:")
-    assert option_continuations("decision", ["yes", "no", "maybe"], "completion") == {
+    decisions = {"yes": "yes", "no": "no", "maybe": "maybe"}
+    assert option_continuations("decision", decisions, "completion", "letters") == {
         "yes": " Yes", "no": " No", "maybe": " Maybe"}
+    assert option_continuations("decision", decisions, "completion", "text") == {
+        "yes": " yes", "no": " no", "maybe": " maybe"}
+    assert option_continuations("mcq", item.options, "chat", "letters") == {k: k for k in "ABCD"}
+    assert option_continuations("mcq", item.options, "completion", "text") == {
+        k: " " + v for k, v in item.options.items()}
     assert len(prompts.sha256) == 64
+
+
+def test_text_choices_ask_the_bare_question_as_the_harness(medqa_set, medqa_raw):
+    """choices: text is lm-evaluation-harness's cloze prompt: no instruction, no option lines, then "Answer:"."""
+    prompts, item = load_eval_prompts(), medqa_set.items[0]
+    raw = medqa_raw[int(item.locator)]
+    assert task_prompt(prompts, "mcq", item.query("text"), "completion", 0, "text") == (
+        f"Question: {raw['question']}\nAnswer:")
+    shot = task_prompt(prompts, "mcq", item.query("text"), "completion", 1, "text")
+    assert shot.startswith("Question: A 6-year-old boy") and "\nAnswer: Oral amoxicillin\n\n" in shot
+    assert "A. " not in shot and "letter" not in shot
+    assert task_prompt(prompts, "mcq", item.query("letters"), "completion", 0, "letters").startswith(
+        "The following are multiple-choice questions")
+    chat = task_prompt(prompts, "mcq", item.query("text"), "chat", 0, "text")
+    assert chat == [{"role": "user", "content": f"Question: {raw['question']}"}]
 
 
 # ---- the judge ----------------------------------------------------------------------------------------------------

@@ -11,11 +11,21 @@ interface (``curate.llm.base.Prompt``) in one of two styles:
   by blank lines, ending with ``Answer:`` (the judge's verdicts follow ``Verdict:`` on the next line, where the
   JSON grammar's opening brace fits).
 
-Questions are laid out the way the ``hf_qa`` connector writes them (options as "A. text" lines, PubMedQA as
-"Context:\\n...\\n\\nQuestion: ..."), so the examples look like the items. An item's own system text is not used:
-every item of a task gets the prompt file's instruction, which keeps prompts identical across models and sets.
-``option_continuations`` gives, per option label, the text a model would write next (a letter, or Yes / No /
-Maybe), which log-likelihood scoring compares.
+Choice items are asked in one of two ways (``choices``), which log-likelihood scoring compares option by option:
+
+- ``letters``: the question with its options as "A. text" lines (as the ``hf_qa`` connector writes them; PubMedQA as
+  "Context:\\n...\\n\\nQuestion: ..."), the task's ``instruction``, and each option's continuation its letter (" B"),
+  or Yes / No / Maybe for decisions. Generated answers are always asked this way. Suits instruction-tuned models.
+- ``text``: lm-evaluation-harness's formulation for base models: the question alone (no option list), then
+  ``Answer:``, and each option's continuation its own text (" Vitamin C"; decisions " yes" / " no" / " maybe"). The
+  instruction is the task's optional ``text_instruction`` (none when the file has none, as in the harness's tasks:
+  ``eval.v1`` has none); the examples are the same, answered with the option's text.
+
+A question block that already has its own "Question:" line (a passage, then its question: BoolQ) or starts with
+"Context:" is used as it is; any other gets "Question: " in front. An item's own system text is not used: every item
+of a task gets the prompt file's instruction, which keeps prompts identical across models and sets.
+``option_continuations`` gives, per option label, the text a model would write next; ``answer_continuation`` the same
+for a reference answer (whose likelihood scores open items).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import yaml
 from curate.llm.base import Prompt
 
 STYLES = ("chat", "completion")
+CHOICES = ("text", "letters")
 TASKS = ("mcq", "decision", "open", "judge")
 _EXAMPLE_KEYS = {
     "mcq": {"question", "options", "answer"},
@@ -76,6 +87,8 @@ def load_eval_prompts(name_or_path: str = "eval.v1") -> EvalPrompts:
         spec = data.get(task)
         if not isinstance(spec, dict) or not isinstance(spec.get("instruction"), str):
             raise PromptFileError(f"prompt file '{name}' needs '{task}: {{instruction: ..., examples: [...]}}'")
+        if not isinstance(spec.get("text_instruction", ""), str):
+            raise PromptFileError(f"prompt file '{name}': {task}.text_instruction must be a string")
         for i, example in enumerate(spec.get("examples") or []):
             missing = ", ".join(sorted(_EXAMPLE_KEYS[task] - set(example)))
             if missing:
@@ -101,13 +114,16 @@ def decision_answer(label: str) -> str:
     return label.capitalize()
 
 
-def _shot(task: str, example: dict) -> tuple[str, str]:
-    """One example as (user text, assistant text)."""
+def _shot(task: str, example: dict, choices: str) -> tuple[str, str]:
+    """One example as (user text, assistant text), its choice asked as ``choices`` says."""
     if task == "mcq":
         options = {str(k): str(v) for k, v in example["options"].items()}
+        if choices == "text":
+            return example["question"].strip(), options[example["answer"]]
         return format_mcq(example["question"], options), f"{example['answer']}. {options[example['answer']]}"
     if task == "decision":
-        return format_decision(example["context"], example["question"]), decision_answer(example["answer"]) + "."
+        query = format_decision(example["context"], example["question"])
+        return query, example["answer"] if choices == "text" else decision_answer(example["answer"]) + "."
     if task == "judge":
         verdict = json.dumps({"rationale": example["rationale"], "verdict": example["verdict"]})
         return format_judged(example["question"], example["reference"], example["answer"]), verdict
@@ -115,28 +131,36 @@ def _shot(task: str, example: dict) -> tuple[str, str]:
 
 
 def _block(text: str) -> str:
-    return text if text.startswith(("Context:", "Question:")) else f"Question: {text}"
+    own = text.startswith(("Context:", "Question:")) or "\nQuestion: " in text
+    return text if own else f"Question: {text}"
 
 
 def render(style: str, instruction: str, shots: list[tuple[str, str]], query: str, cue: str) -> Prompt:
-    """The few-shot prompt in ``style`` (see the module docstring)."""
+    """The few-shot prompt in ``style`` (see the module docstring); an empty instruction is left out."""
+    head = [instruction.strip()] if instruction.strip() else []
     if style == "completion":
-        blocks = [instruction.strip()] + [f"{_block(u)}\n{cue}{a}" for u, a in shots]
+        blocks = head + [f"{_block(u)}\n{cue}{a}" for u, a in shots]
         blocks.append(f"{_block(query)}\n{cue.rstrip(' ')}")  # no trailing space: the answer's token carries it
         return "\n\n".join(blocks)
     if style != "chat":
         raise ValueError(f"prompt style {style!r} is not one of {', '.join(STYLES)}")
-    messages = [{"role": "system", "content": instruction.strip()}]
+    messages = [{"role": "system", "content": text} for text in head]
     for user, assistant in shots:
         messages += [{"role": "user", "content": _block(user)}, {"role": "assistant", "content": assistant}]
     return messages + [{"role": "user", "content": _block(query)}]
 
 
-def task_prompt(prompts: EvalPrompts, task: str, query: str, style: str, shots: int) -> Prompt:
-    """``query`` with the first ``shots`` examples of ``task``."""
+def task_prompt(prompts: EvalPrompts, task: str, query: str, style: str, shots: int,
+                choices: str = "letters") -> Prompt:
+    """``query`` with the first ``shots`` examples of ``task``; a choice task asked as ``choices`` says (the query
+    is then the question with its option lines for ``letters``, without them for ``text``)."""
+    if choices not in CHOICES:
+        raise ValueError(f"choices {choices!r} is not one of {', '.join(CHOICES)}")
     spec = prompts.tasks[task]
-    examples = [_shot(task, e) for e in (spec.get("examples") or [])[:shots]]
-    return render(style, spec["instruction"], examples, query, CUES["judge" if task == "judge" else "answer"])
+    examples = [_shot(task, e, choices) for e in (spec.get("examples") or [])[:shots]]
+    text = choices == "text" and task in ("mcq", "decision")
+    instruction = spec.get("text_instruction", "") if text else spec["instruction"]
+    return render(style, instruction, examples, query, CUES["judge" if task == "judge" else "answer"])
 
 
 def judge_prompt(prompts: EvalPrompts, style: str, question: str, reference: str, answer: str) -> Prompt:
@@ -145,10 +169,19 @@ def judge_prompt(prompts: EvalPrompts, style: str, question: str, reference: str
                        len(prompts.tasks["judge"].get("examples") or []))
 
 
-def option_continuations(task: str, labels: list[str], style: str) -> dict[str, str]:
-    """{label: the text right after the prompt that chooses it}: " B" after "Answer:", "B" opening a model turn."""
+def option_continuations(task: str, options: dict[str, str], style: str, choices: str = "letters") -> dict[str, str]:
+    """{label: the text right after the prompt that chooses it}, for ``options`` {label: option text} (a decision's
+    labels are its words): " B" (``letters``) or " Vitamin C" (``text``) after "Answer:", without the space when it
+    opens a model turn (``chat``)."""
     space = " " if style == "completion" else ""
-    return {label: space + (decision_answer(label) if task == "decision" else label) for label in labels}
+    if choices == "text":
+        return {label: space + (label if task == "decision" else text.strip()) for label, text in options.items()}
+    return {label: space + (decision_answer(label) if task == "decision" else label) for label in options}
+
+
+def answer_continuation(answer: str, style: str) -> str:
+    """A reference answer as the continuation of its open prompt (after "Answer:", or opening a model turn)."""
+    return (" " if style == "completion" else "") + answer.strip()
 
 
 def prompt_sha256(prompt: Prompt) -> str:

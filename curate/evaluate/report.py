@@ -22,6 +22,20 @@ def _model(info: dict) -> str:
     return escape(f"{info.get('backend')}:{info.get('model')}{adapter}")
 
 
+def _choices(settings: dict) -> str:
+    return f" ({settings['choices']} choices)" if settings.get("choices") else ""
+
+
+def _skipped(counts: dict) -> str:
+    skipped = counts.get("reference_nll_skipped")
+    return f", reference NLL skipped {skipped}" if skipped else ""
+
+
+def _lower_note(metrics: dict) -> str:
+    return "\nreference_nll (nats per token) and reference_perplexity: lower is better" if (
+        "reference_nll" in metrics) else ""
+
+
 def summary_table(summary: dict) -> Table:
     s, model, counts = summary["settings"], summary["model"], summary["counts"]
     level = next(iter(summary["metrics"].values()), {}).get("level", 0.95)
@@ -34,8 +48,9 @@ def summary_table(summary: dict) -> Table:
     verdicts = ", ".join(f"{k}: {v}" for k, v in sorted(counts["verdicts"].items())) or "-"
     precision = " ".join(map(str, s["precision"].values()))
     table.caption = escape(f"prompt {s['prompt']['name']} ({s['prompt']['style']}, {s['prompt']['shots']} shots), "
-                           f"scoring {s['scoring']}, precision {precision}; errors {counts['errors']}, unparsed "
-                           f"{counts['unparsed']}, verdicts {verdicts}; {summary['seconds']:.1f} s")
+                           f"scoring {s['scoring']}{_choices(s)}, precision {precision}; errors {counts['errors']}, "
+                           f"unparsed {counts['unparsed']}, verdicts {verdicts}{_skipped(counts)}; "
+                           f"{summary['seconds']:.1f} s" + _lower_note(summary["metrics"]))
     return table
 
 
@@ -52,7 +67,8 @@ def comparison_table(comparison: dict) -> Table:
         table.add_column(col, overflow="fold")
     for name, m in comparison["metrics"].items():
         table.add_row(name, _value(m["a"]), _value(m["b"]), _value(m["difference"]), _test(m["test"]))
-    notes = [f"A: {a['run']}", f"B: {b['run']}",
+    notes = [f"A: {a['run']}", f"B: {b['run']}", *([_lower_note(comparison["metrics"]).strip()]
+                                                  if "reference_nll" in comparison["metrics"] else []),
              f"{comparison['bootstrap']['resamples']:,} {comparison['bootstrap']['method']} bootstrap resamples, "
              f"seed {comparison['bootstrap']['seed']}"]
     if comparison["forced"]:

@@ -5,28 +5,44 @@
 
     predictions.jsonl  one record per item, written as it is scored: id, locator, task, question, reference, gold,
                        prompt_sha256, output (the raw text), finish_reason, error, parsed + parse_method + correct
-                       (choice items), option_logprobs (loglik scoring), token_f1, rouge_l, judge (verdict,
-                       rationale, attempts, failures) and score (open items)
-    summary.json       set (name, origin, layout, n, fingerprint), model (backend, model, fingerprint, adapter and
-                       its fingerprint, device), settings (prompt file + style + shots, scoring, decoding per task,
-                       precision, judge, bootstrap), metrics (value, 95% percentile bootstrap interval, n) and
-                       counts (errors, unparsed answers, verdicts, unscored)
+                       (choice items), option_logprobs + parsed_norm + correct_norm (loglik scoring; the
+                       ``_norm`` pair only with ``choices: text``), token_f1, rouge_l, reference_nll +
+                       reference_perplexity + reference_tokens, judge (verdict, rationale, attempts, failures) and
+                       score (open items)
+    rejects.jsonl      the set's items that could not be scored (reason, locator, detail), when there are any
+    summary.json       set (name, origin, layout, n, rejected, fingerprint), model (backend, model, fingerprint,
+                       adapter and its fingerprint, device), settings (prompt file + style + shots, scoring, choices,
+                       decoding per task, precision, judge, bootstrap), metrics (value, 95% percentile bootstrap
+                       interval, n) and counts (errors, unparsed answers, verdicts, unscored, reference_nll_skipped)
 
 Choice items (``mcq``, ``decision``) are scored exactly: the option parsed from greedy output (``scoring:
-generate``) or the option whose continuation is most probable (``loglik``). Open items get token F1 and ROUGE-L
-against the reference and, with a judge, its verdict. An unparsed answer or a generation error counts as wrong and
-is counted; an unscored verdict is counted and left out of the judge score.
+generate``) or, with ``scoring: loglik``, the option whose continuation is most probable, as lm-evaluation-harness
+scores multiple choice: ``choices: text`` (the default) asks the question without its option lines and scores each
+option's own text (" yes" / " no" / " maybe" for decisions); ``choices: letters`` lists the options and scores their
+letters (for instruction-tuned models). Metric ``accuracy`` is the harness's ``acc`` (the option with the largest
+sum of token log-probabilities; with generate scoring, the parsed option); ``accuracy_norm`` (text choices only) is
+its ``acc_norm``: the largest sum divided by the option text's length in characters (the harness's
+``len(choice)``, without the space before it). Ties go to the first option, as ``numpy.argmax``.
+
+Open items get token F1 and ROUGE-L against the reference, the reference answer's mean negative log-likelihood per
+token (nats) after the open prompt (``reference_nll``, lower is better; ``reference_perplexity`` is its exp: for the
+metric, exp of the mean, the geometric mean of items' perplexities, with exp of the interval's ends) and, with a
+judge, its verdict. Reference likelihood needs token log-probabilities (llama.cpp, transformers); on another backend
+it is skipped, counted (``reference_nll_skipped``) and said in a warning. An unparsed answer or a generation error
+counts as wrong and is counted; an unscored verdict is counted and left out of the judge score.
 
 ``compare_runs(a, b)`` pairs two runs' items by id and, per metric, gives both values with intervals, the paired
-difference with its paired-bootstrap interval, and an exact paired test: McNemar for 0/1 outcomes (accuracy, unsafe
-rate), the sign test for graded scores. It refuses (``SettingsMismatch``) runs whose prompts, scoring, decoding,
-precision, judge, bootstrap settings or items differ, unless ``force``. ``compare_models`` runs a base and a tuned
+difference with its paired-bootstrap interval, and an exact paired test: McNemar for 0/1 outcomes (accuracy,
+accuracy_norm, unsafe rate), the sign test for graded scores (token F1, ROUGE-L, judge score, reference NLL). It
+refuses (``SettingsMismatch``) runs whose prompts, scoring, choices, decoding, precision, judge, bootstrap settings
+or items differ, unless ``force``. ``compare_models`` runs a base and a tuned
 model on the same set with the same settings and compares them (OUT/base, OUT/tuned, OUT/comparison.json).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -39,18 +55,20 @@ from curate import __version__
 from curate.evaluate import judge as judging
 from curate.evaluate import stats
 from curate.evaluate.lexical import rouge_l, token_f1
-from curate.evaluate.loglik import check_supported, option_logprobs
+from curate.evaluate.loglik import check_supported, option_logprobs, reference_nll, supports_tokens
 from curate.evaluate.mcq import final_answer, parse_choice, parse_decision
 from curate.evaluate.models import EvalError, LoadedModel, add_adapter, check_adapter, load_model
-from curate.evaluate.prompts import EvalPrompts, load_eval_prompts, option_continuations, prompt_sha256, task_prompt
+from curate.evaluate.prompts import (EvalPrompts, answer_continuation, load_eval_prompts, option_continuations,
+                                     prompt_sha256, task_prompt)
 from curate.evaluate.sets import EvalItem, EvalSet, load_eval_set
-from curate.io import read_json, read_jsonl, write_json
+from curate.io import read_json, read_jsonl, write_json, write_jsonl
 from curate.llm import LLMConfig, Sampling
 from curate.llm.base import Prompt
 
 SUMMARY, PREDICTIONS, COMPARISON = "summary.json", "predictions.jsonl", "comparison.json"
+REJECTS = "rejects.jsonl"
 CHOICE_TASKS = ("mcq", "decision")
-COMPARED = ("prompt", "scoring", "decoding", "precision", "judge", "bootstrap")
+COMPARED = ("prompt", "scoring", "choices", "decoding", "precision", "judge", "bootstrap")
 
 
 class SettingsMismatch(EvalError):
@@ -67,6 +85,10 @@ class EvalSettings(BaseModel):
     shots: int = Field(3, ge=0, description="few-shot examples per prompt (at most those in the prompt file)")
     scoring: Literal["generate", "loglik"] = Field("generate", description="choice items: parse greedy output, "
                                                                             "or pick the most probable option")
+    choices: Literal["text", "letters"] = Field("text", description="loglik scoring: each option's text after the "
+                                                                    "bare question (base models, as "
+                                                                    "lm-evaluation-harness), or the letters of "
+                                                                    "listed options (instruction-tuned models)")
     max_tokens_choice: int = Field(32, ge=1, description="tokens generated for a choice item")
     max_tokens_open: int = Field(256, ge=1, description="tokens generated for an open answer")
     judge_retries: int = Field(2, ge=0, description="judge retries after malformed output")
@@ -90,8 +112,14 @@ def _bootstrap(settings: EvalSettings) -> dict:
 
 # ---- scoring one chunk of items -------------------------------------------------------------------------------------
 
+def _choices(settings: EvalSettings) -> str | None:
+    """How choice items are asked: ``settings.choices`` with loglik scoring; generated answers name letters."""
+    return settings.choices if settings.scoring == "loglik" else None
+
+
 def _item_prompt(prompts: EvalPrompts, item: EvalItem, settings: EvalSettings) -> Prompt:
-    return task_prompt(prompts, item.task, item.question, settings.style, settings.shots)
+    choices = (_choices(settings) if item.task in CHOICE_TASKS else None) or "letters"
+    return task_prompt(prompts, item.task, item.query(choices), settings.style, settings.shots, choices)
 
 
 def _base_record(item: EvalItem, prompt: Prompt) -> dict:
@@ -104,11 +132,27 @@ def _choice_fields(item: EvalItem, text: str) -> dict:
     return {"parsed": label, "parse_method": method, "correct": label is not None and label == item.gold}
 
 
-def _loglik_fields(llm, item: EvalItem, prompt: Prompt, style: str) -> dict:
-    logprobs = option_logprobs(llm, prompt, option_continuations(item.task, item.labels, style))
+def _loglik_fields(llm, item: EvalItem, prompt: Prompt, settings: EvalSettings) -> dict:
+    """The option picks of ``acc`` (largest summed log-probability) and, for text choices, of ``acc_norm`` (largest
+    sum per character of the option's text)."""
+    logprobs = option_logprobs(llm, prompt, option_continuations(item.task, item.choices, settings.style,
+                                                                 settings.choices))
     best = max(logprobs, key=logprobs.get)
-    return {"output": None, "option_logprobs": logprobs, "parsed": best, "parse_method": "loglik",
-            "correct": best == item.gold}
+    fields = {"output": None, "option_logprobs": logprobs, "parsed": best, "parse_method": "loglik",
+              "correct": best == item.gold}
+    if settings.choices == "text":
+        chars = {label: len(text.strip()) for label, text in item.choices.items()}
+        norm = max(logprobs, key=lambda label: logprobs[label] / chars[label])
+        fields.update(parsed_norm=norm, correct_norm=norm == item.gold)
+    return fields
+
+
+def _likelihood_fields(llm, item: EvalItem, prompt: Prompt, style: str) -> dict:
+    """The reference answer's mean NLL per token after the open prompt, its perplexity and token count."""
+    if not supports_tokens(llm) or not item.reference.strip():
+        return {"reference_nll": None, "reference_perplexity": None, "reference_tokens": 0}
+    nll, n = reference_nll(llm, prompt, answer_continuation(item.reference, style))
+    return {"reference_nll": nll, "reference_perplexity": math.exp(nll), "reference_tokens": n}
 
 
 def _open_fields(item: EvalItem, text: str, prompts: EvalPrompts, settings: EvalSettings,
@@ -144,12 +188,14 @@ def score_items(model: LoadedModel, items: list[EvalItem], prompts: EvalPrompts,
     for item in items:
         record = _base_record(item, prompt_of[item.id])
         if item.id not in generated:
-            record.update(_loglik_fields(model.llm, item, prompt_of[item.id], settings.style))
+            record.update(_loglik_fields(model.llm, item, prompt_of[item.id], settings))
         else:
             record.update(generated[item.id])
             text = generated[item.id]["output"]
             record.update(_open_fields(item, text, prompts, settings, judge) if item.task == "open"
                           else _choice_fields(item, text))
+        if item.task == "open":
+            record.update(_likelihood_fields(model.llm, item, prompt_of[item.id], settings.style))
         records.append(record)
     return records
 
@@ -167,20 +213,30 @@ def _scored(record: dict) -> bool:
 # name: (per-item value or None when the item does not count, whether the value is 0/1)
 METRICS: dict[str, tuple[Callable[[dict], float | None], bool]] = {
     "accuracy": (lambda r: float(r["correct"]) if r["task"] in CHOICE_TASKS else None, True),
+    "accuracy_norm": (lambda r: float(r["correct_norm"]) if r.get("correct_norm") is not None else None, True),
     "judge_score": (lambda r: r["score"] if _scored(r) else None, False),
     "unsafe_rate": (lambda r: float(_verdict(r) == "unsafe") if _scored(r) else None, True),
     "token_f1": (lambda r: r["token_f1"] if r["task"] == "open" else None, False),
     "rouge_l": (lambda r: r["rouge_l"] if r["task"] == "open" else None, False),
+    "reference_nll": (lambda r: r.get("reference_nll"), False),
 }
 
 
+def _exp(metric: dict) -> dict:
+    """A metric of mean NLL as perplexity: exp of the value and of the interval's ends (monotone, so the percentile
+    interval carries over)."""
+    return {**metric, **{k: math.exp(metric[k]) for k in ("value", "ci_low", "ci_high") if metric[k] is not None}}
+
+
 def metrics(records: list[dict], bootstrap: dict) -> dict:
-    """Each metric that applies to some record: mean, bootstrap interval, n."""
+    """Each metric that applies to some record: mean, bootstrap interval, n (and perplexity from reference NLL)."""
     out = {}
     for name, (value, _) in METRICS.items():
         values = [v for v in map(value, records) if v is not None]
         if values:
             out[name] = stats.metric(values, **bootstrap)
+    if "reference_nll" in out:
+        out["reference_perplexity"] = _exp(out["reference_nll"])
     return out
 
 
@@ -189,7 +245,8 @@ def counts(records: list[dict]) -> dict:
     return {"items": len(records), "tasks": dict(Counter(r["task"] for r in records)),
             "errors": sum(1 for r in records if r.get("error")),
             "unparsed": sum(1 for r in records if r.get("parse_method") == "unparsed"),
-            "verdicts": dict(Counter(v for v in map(_verdict, records) if v is not None))}
+            "verdicts": dict(Counter(v for v in map(_verdict, records) if v is not None)),
+            "reference_nll_skipped": sum(1 for r in records if r["task"] == "open" and r.get("reference_nll") is None)}
 
 
 # ---- one run ------------------------------------------------------------------------------------------------------
@@ -210,7 +267,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 def _settings_record(settings: EvalSettings, prompts: EvalPrompts, model: LoadedModel, judge: LoadedModel | None,
                      tasks: set[str]) -> dict:
     return {"prompt": {**prompts.describe(), "style": settings.style, "shots": settings.shots},
-            "scoring": settings.scoring,
+            "scoring": settings.scoring, "choices": _choices(settings),
             "decoding": {task: decoding(settings, task).to_dict() for task in sorted(tasks)},
             "precision": model.info["precision"],
             "judge": None if judge is None else {
@@ -234,11 +291,21 @@ def evaluate_loaded(model: LoadedModel, eval_set: EvalSet, out: str | Path,
     if settings.scoring == "loglik" and tasks & set(CHOICE_TASKS):
         check_supported(model.llm)
     warnings = list(eval_set.warnings)
+    if eval_set.rejects:
+        reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r["reason"] for r in eval_set.rejects).items())
+        warnings.append(f"{len(eval_set.rejects)} items of the set could not be scored and were left out ({reasons}):"
+                        f" see {out / REJECTS}")
     if "open" in tasks and judge is None:
-        warnings.append("no judge given: open answers are scored by token F1 and ROUGE-L only")
+        warnings.append("no judge given: open answers are scored by token F1, ROUGE-L and reference likelihood only")
+    if "open" in tasks and not supports_tokens(model.llm):
+        warnings.append(f"reference NLL not computed: the {model.llm.backend} backend gives no token "
+                        f"log-probabilities (use llamacpp or transformers)")
     if judge is not None and judge.info["fingerprint"] == model.info["fingerprint"] != {"kind": "unknown"}:
         warnings.append("the judge has the evaluated model's weights: a model grading itself is a biased judge")
     _prepare_out(out, overwrite)
+    (out / REJECTS).unlink(missing_ok=True)
+    if eval_set.rejects:
+        write_jsonl(out / REJECTS, eval_set.rejects)
     started, records = time.monotonic(), []
     bar = progress.task(f"eval {eval_set.name}", total=len(eval_set.items)) if progress else None
     with open(out / PREDICTIONS, "w", encoding="utf-8") as f:

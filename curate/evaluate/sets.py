@@ -6,17 +6,23 @@
   ``firstaidqa-eval-40``), read with the entry's mapping through the ``hf_qa`` connector from ``path`` (a local copy)
   or from the entry's own path or Hub location. An entry that lives at a URL needs ``path``: nothing is downloaded.
 - a file or folder of ``.jsonl`` / ``.json`` / ``.parquet`` / ``.csv`` QA items, read by ``hf_qa`` with the mapping of
-  ``layout`` (a catalog entry name or ``medmcqa``) or else the first layout whose columns the file has: the catalog's
-  ``hf_qa`` entries (``use: eval`` first, most mapped columns first), then MedMCQA's Hub columns (``question``,
-  ``opa``-``opd``, ``cop`` as a 0-based index), then the connector's own question/answer inference.
+  ``layout`` (a catalog entry name, ``medmcqa`` or ``llm-foundry``) or else the first layout whose columns the file
+  has: the catalog's ``hf_qa`` entries (``use: eval`` first, most mapped columns first), then MedMCQA's Hub columns
+  (``question``, ``opa``-``opd``, ``cop`` as a 0-based index), then llm-foundry's multiple-choice files (``query``,
+  ``choices`` as a list, ``gold`` as a 0-based index; a leading "Passage: " label of the query is dropped, so BoolQ's
+  ``Passage: P\\nQuestion: Q?`` is asked as lm-evaluation-harness asks it: ``P\\nQuestion: Q?``), then the connector's
+  own question/answer inference.
 - an export folder (``curate export``: ``data/<split>-*.parquet``), whose ``split`` becomes open-answer items: the
   first user turn is the question, the last assistant turn the reference, and the id is the one ``curate`` rows
   get for the same messages (``curate.schema.content_id``).
 - a folder of curate rows (``part-*.parquet`` from ``curate ingest`` or a pipeline stage).
 
-Output: an ``EvalSet`` of ``EvalItem``s. A row whose ``meta`` has ``options`` and ``answer_idx`` is a multiple-choice
-item (``mcq``: gold is the option label); one whose ``meta.decision`` is yes / no / maybe is a ``decision`` item
-(PubMedQA); any other row is an ``open`` item scored against its reference. ``limit`` keeps a seeded random sample
+Output: an ``EvalSet`` of ``EvalItem``s. A row whose ``meta`` has ``options`` is a multiple-choice item (``mcq``: gold
+is the option label ``answer_idx``; ``stem`` is the question without its option lines); one whose ``meta.decision``
+is yes / no / maybe is a ``decision`` item (PubMedQA); any other row is an ``open`` item scored against its reference.
+An item that cannot be scored (options missing or empty, or a gold label not among them: reasons
+``bad_answer_key``, ``bad_options``) is left out and listed in ``rejects`` (reason, locator, detail naming the
+item), counted by reason in ``rejected``; the other items are scored. ``limit`` keeps a seeded random sample
 (``random.Random(seed).sample``) in the set's order, after repeated items (same id: same question and answer) are
 dropped and counted as ``duplicate``; ``fingerprint`` is the sha256 of the kept item ids.
 Errors are ``SetError`` with the fix in the message.
@@ -40,6 +46,8 @@ from curate.schema import content_id
 
 MEDMCQA = {"mapping": {"question": "question", "options": ["opa", "opb", "opc", "opd"], "answer_key": "cop"},
            "options": {}}
+FOUNDRY = {"mapping": {"question": "query", "options": "choices", "answer_key": "gold"}, "options": {}}
+PASSAGE = "Passage: "  # llm-foundry's label before a reading-comprehension passage; the harness has none
 
 
 class SetError(ValueError):
@@ -48,7 +56,8 @@ class SetError(ValueError):
 
 @dataclass
 class EvalItem:
-    """One question to score: ``options`` for mcq ({label: text}), ``gold`` the correct label (mcq, decision)."""
+    """One question to score: ``options`` for mcq ({label: text}), ``gold`` the correct label (mcq, decision);
+    ``stem`` the mcq question without its option lines (None: the question as it is)."""
 
     id: str
     locator: str
@@ -57,10 +66,22 @@ class EvalItem:
     reference: str
     options: dict[str, str] = field(default_factory=dict)
     gold: str | None = None
+    stem: str | None = None
 
     @property
     def labels(self) -> list[str]:
-        return list(self.options) if self.task == "mcq" else list(DECISIONS) if self.task == "decision" else []
+        return list(self.choices)
+
+    @property
+    def choices(self) -> dict[str, str]:
+        """{label: option text}: an mcq's options, a decision's words (yes, no, maybe), nothing for open items."""
+        if self.task == "mcq":
+            return dict(self.options)
+        return {d: d for d in DECISIONS} if self.task == "decision" else {}
+
+    def query(self, choices: str) -> str:
+        """The question block as asked with ``choices`` (``letters``: with its option lines; ``text``: without)."""
+        return self.stem if choices == "text" and self.stem is not None else self.question
 
 
 @dataclass
@@ -75,6 +96,7 @@ class EvalSet:
     rejected: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     sample: dict = field(default_factory=dict)
+    rejects: list[dict] = field(default_factory=list)
 
     @property
     def fingerprint(self) -> str:
@@ -86,32 +108,57 @@ class EvalSet:
                 "fingerprint": self.fingerprint, "tasks": dict(Counter(item.task for item in self.items))}
 
 
-def item_from_row(row: dict) -> EvalItem:
-    """A qa row (curate schema) as an EvalItem."""
+def _stem(question: str, options: dict[str, str]) -> str:
+    """The question without the option lines the hf_qa connector appends (as it is when they are not there)."""
+    block = "\n\n" + "\n".join(f"{label}. {text}" for label, text in options.items())
+    return question[:-len(block)] if question.endswith(block) else question
+
+
+def item_from_row(row: dict) -> EvalItem | Reject:
+    """A qa row (curate schema) as an EvalItem, or a Reject naming it when its options cannot be scored."""
     messages = row.get("messages") or []
     user = next((m["content"] for m in messages if m["role"] == "user"), "")
     reference = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), "")
     meta = json.loads(row["meta"]) if isinstance(row.get("meta"), str) else (row.get("meta") or {})
-    locator = (row.get("provenance") or {}).get("locator") or row["id"]
-    if isinstance(meta.get("options"), dict) and meta.get("answer_idx") in meta["options"]:
-        return EvalItem(row["id"], locator, "mcq", user, reference, dict(meta["options"]), meta["answer_idx"])
+    locator = str((row.get("provenance") or {}).get("locator") or row["id"])
+    if "options" in meta:
+        options = meta["options"]
+        if not isinstance(options, dict) or not options:
+            return Reject("bad_options", f"item {locator} (id {row['id']}) has no options: {options!r}", locator)
+        if meta.get("answer_idx") not in options:
+            return Reject("bad_answer_key", f"item {locator} (id {row['id']}): gold label "
+                          f"{meta.get('answer_idx')!r} is not among its options {list(options)}", locator)
+        options = {str(k): str(v) for k, v in options.items()}
+        return EvalItem(row["id"], locator, "mcq", user, reference, options, meta["answer_idx"],
+                        _stem(user, options))
     decision = str(meta.get("decision") or "").strip().lower()
     if decision in DECISIONS:
         return EvalItem(row["id"], locator, "decision", user, reference, gold=decision)
     return EvalItem(row["id"], locator, "open", user, reference)
 
 
-def _read_spec(spec: SourceSpec) -> tuple[list[EvalItem], dict[str, int]]:
-    items, rejected = [], Counter()
+def _collect(rows, where: str) -> tuple[list[EvalItem], list[dict]]:
+    """(items, rejects as {reason, locator, detail}) from qa rows and Rejects."""
+    items, rejects = [], []
+    for row in rows:
+        if not isinstance(row, Reject) and row.get("kind") == "qa":
+            row = item_from_row(row)
+        if isinstance(row, Reject):
+            rejects.append({"reason": row.reason, "locator": row.locator, "detail": f"{where}: {row.detail}"})
+        elif isinstance(row, EvalItem):
+            items.append(row)
+    return items, rejects
+
+
+def _counted(rejects: list[dict]) -> dict[str, int]:
+    return dict(Counter(r["reason"] for r in rejects))
+
+
+def _read_spec(spec: SourceSpec) -> tuple[list[EvalItem], list[dict]]:
     try:
-        for row in read_source(spec):
-            if isinstance(row, Reject):
-                rejected[row.reason] += 1
-            elif row.get("kind") == "qa":
-                items.append(item_from_row(row))
+        return _collect(read_source(spec), spec.name)
     except ConnectorError as exc:
         raise SetError(str(exc)) from exc
-    return items, dict(rejected)
 
 
 def _fits(spec: SourceSpec) -> bool:
@@ -128,7 +175,7 @@ def _layouts(catalog: dict[str, CatalogEntry]) -> dict[str, dict]:
     entries = sorted((e for e in catalog.values() if e.kind == "hf_qa" and e.mapping),
                      key=lambda e: (e.use != "eval", -len(e.mapping), e.name))
     layouts = {e.name: {"mapping": dict(e.mapping), "options": dict(e.options)} for e in entries}
-    return layouts | {"medmcqa": MEDMCQA}
+    return layouts | {"medmcqa": MEDMCQA, "llm-foundry": FOUNDRY}
 
 
 def _file_spec(path: Path, layout: str | None, catalog: dict[str, CatalogEntry]) -> tuple[SourceSpec, str | None]:
@@ -156,10 +203,11 @@ def _catalog_set(entry: CatalogEntry, path: Path | None) -> EvalSet:
                        f"local copy with --path FILE (nothing is downloaded during an evaluation)")
     if spec.path is not None and not spec.path.exists():
         raise SetError(f"set '{entry.name}': path {spec.path} does not exist")
-    items, rejected = _read_spec(spec)
+    items, rejects = _read_spec(spec)
     warnings = [] if entry.use == "eval" else [
         f"catalog entry '{entry.name}' is marked use: {entry.use}: a model trained on it has seen these items"]
-    return EvalSet(entry.name, spec.origin, items, entry.name, len(items), rejected, warnings)
+    return EvalSet(entry.name, spec.origin, items, entry.name, len(items), _counted(rejects), warnings,
+                   rejects=rejects)
 
 
 def _export_set(folder: Path, split: str) -> EvalSet:
@@ -170,22 +218,23 @@ def _export_set(folder: Path, split: str) -> EvalSet:
     if split not in splits:
         raise SetError(f"export folder {folder} has no split '{split}'; its splits are {', '.join(splits)}: pass "
                        f"--split")
-    items = []
+    rows = []
     for file in splits[split]:
         table = pq.read_table(file)
         fmt = detect_format(table.column_names)
         for i, record in enumerate(table.to_pylist()):
             messages = conversation(record, fmt)["messages"]
-            row = {"id": content_id("qa", messages, None), "messages": messages,
-                   "provenance": {"locator": f"{file.name}#{i}"}}
-            items.append(item_from_row(row))
-    return EvalSet(f"{folder.name}:{split}", str(folder), items, f"export:{split}", len(items))
+            rows.append({"id": content_id("qa", messages, None), "kind": "qa", "messages": messages,
+                         "provenance": {"locator": f"{file.name}#{i}"}})
+    items, rejects = _collect(rows, str(folder))
+    return EvalSet(f"{folder.name}:{split}", str(folder), items, f"export:{split}", len(items), _counted(rejects),
+                   rejects=rejects)
 
 
 def _rows_set(folder: Path) -> EvalSet:
     rows = [r for f in sorted(folder.glob("part-*.parquet")) for r in pq.read_table(f).to_pylist()]
-    items = [item_from_row(r) for r in rows if r.get("kind") == "qa"]
-    return EvalSet(folder.name, str(folder), items, "curate-rows", len(items))
+    items, rejects = _collect(rows, str(folder))
+    return EvalSet(folder.name, str(folder), items, "curate-rows", len(items), _counted(rejects), rejects=rejects)
 
 
 def _path_set(path: Path, split: str, layout: str | None, catalog: dict[str, CatalogEntry]) -> EvalSet:
@@ -194,8 +243,12 @@ def _path_set(path: Path, split: str, layout: str | None, catalog: dict[str, Cat
     if path.is_dir() and any(path.glob("part-*.parquet")):
         return _rows_set(path)
     spec, chosen = _file_spec(path, layout, catalog)
-    items, rejected = _read_spec(spec)
-    return EvalSet(path.stem, str(path), items, chosen or "inferred", len(items), rejected)
+    items, rejects = _read_spec(spec)
+    if chosen == "llm-foundry":
+        for item in items:
+            item.stem = item.stem.removeprefix(PASSAGE)
+    return EvalSet(path.stem, str(path), items, chosen or "inferred", len(items), _counted(rejects),
+                   rejects=rejects)
 
 
 def _drop_duplicates(eval_set: EvalSet) -> None:
