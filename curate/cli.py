@@ -428,7 +428,8 @@ def cmd_eval(args) -> int:
         eval_set = load_eval_set(args.set, path=args.path, split=args.split, layout=args.layout, limit=args.limit,
                                  seed=args.seed)
         settings = {k: v for k, v in (("prompt", args.prompt), ("style", args.style), ("shots", args.shots),
-                                      ("scoring", args.scoring), ("max_tokens_open", args.max_tokens)) if v is not None}
+                                      ("scoring", args.scoring), ("choices", args.choices),
+                                      ("max_tokens_open", args.max_tokens)) if v is not None}
         judge = judge_config(args.judge, _pairs(args.judge_option, "--judge-option")) if args.judge else None
         with Progress(enabled=not args.no_progress, console=errors) as progress:
             summary = evaluate(model_config(args.backend, args.model, _pairs(args.option, "--option")), eval_set,
@@ -591,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sample seed (default: 0)")
     p.add_argument("--scoring", choices=["generate", "loglik"], help="choice items: parse the generated answer "
                                                                      "(default) or pick the most probable option")
+    p.add_argument("--choices", choices=["text", "letters"], help="loglik scoring: each option's text after the "
+                   "bare question, as lm-evaluation-harness (default; base models), or the letters of listed options "
+                   "(instruction-tuned models)")
     p.add_argument("--style", choices=["chat", "completion"], help="prompt style (default: chat)")
     p.add_argument("--shots", type=int, help="few-shot examples per prompt (default: 3)")
     p.add_argument("--prompt", help="prompt file (default: eval.v1)")
