@@ -2,12 +2,14 @@
 real chunks, each followed by the default filters, in one run.
 
     python benchmarks/synth_yield.py [--fm-pages 40-60] [--fm-chunks 20] [--who-pages 10-30] [--who-chunks 10]
-                                     [--audit 30] [--out runs/bench-synth-yield] [--modes abstractive,extractive]
+                                     [--audit 30] [--out runs/bench-synth-yield]
+                                     [--modes abstractive,extractive,extractive/both]
 
 Setup (not timed): pages of FM 4-25.11 and of WHO Psychological First Aid (``../shared/realdata/pdf``) are read by
 the PDF connector, chunked and indexed as ``curate index`` does (size 200, overlap 40); the first ``--fm-chunks`` and
 ``--who-chunks`` chunks are the synthesis input, every chunk of the page ranges is the retrieval corpus. Each mode
-then runs ``synth_qa`` (defaults but ``answer_mode``; batches of 8 chunks) -> ``heuristics`` -> ``grounding`` ->
+then runs ``synth_qa`` (defaults but ``answer_mode``, and ``question_source`` for ``extractive/SOURCE``: the default
+for the embedded base model is ``templates``, ``both`` adds questions the LLM writes; batches of 8 chunks) -> ``heuristics`` -> ``grounding`` ->
 ``dedup`` with default settings, through the runner as a pipeline does. Timed: synthesis (model loaded inside the
 stage, as in a run) and the filters.
 
@@ -43,6 +45,10 @@ DOCS = {"fm": "us_army_FM4-25.11_first_aid.pdf", "who": "who_psychological_first
 FILTERS = ("heuristics", "grounding", "dedup")
 
 
+def slug(mode: str) -> str:
+    return mode.replace("/", "-")
+
+
 def page_range(text: str) -> range:
     first, last = (int(x) for x in text.split("-"))
     return range(first, last + 1)
@@ -74,8 +80,11 @@ def prepare(out: Path, pages: dict[str, range], n_chunks: dict[str, int]) -> tup
 
 
 def run_mode(mode: str, index: Path, source: Path, root: Path) -> dict:
-    """synth_qa (``mode``) then the default filters; returns the stage stats and timings."""
-    synth = stage_class("synth_qa")({"answer_mode": mode, "index": str((index / "chroma").resolve())})
+    """synth_qa (``mode``: an answer_mode, or ``extractive/SOURCE`` for a question_source) then the default filters;
+    returns the stage stats and timings."""
+    answer_mode, _, question_source = mode.partition("/")
+    config = {"answer_mode": answer_mode, "index": str((index / "chroma").resolve())}
+    synth = stage_class("synth_qa")({**config, **({"question_source": question_source} if question_source else {})})
     stages = [PlannedStage("01-synth_qa", synth, batch_size=8)]
     stages += [PlannedStage(f"{i:02d}-{name}", stage_class(name)({})) for i, name in enumerate(FILTERS, 2)]
     if root.exists():
@@ -119,7 +128,7 @@ def main() -> None:
     parser.add_argument("--who-pages", default="10-30")
     parser.add_argument("--who-chunks", type=int, default=10)
     parser.add_argument("--audit", type=int, default=30)
-    parser.add_argument("--modes", default="abstractive,extractive")
+    parser.add_argument("--modes", default="abstractive,extractive,extractive/both")
     parser.add_argument("--out", default="runs/bench-synth-yield")
     args = parser.parse_args()
     out = Path(args.out)
@@ -129,8 +138,8 @@ def main() -> None:
     print(f"{n_chunks} input chunks (FM 4-25.11 pages {args.fm_pages}, WHO PFA pages {args.who_pages})")
     rows = []
     for mode in args.modes.split(","):
-        result = run_mode(mode, index, source, out / mode)
-        audit(result, index, args.audit, out / f"audit-{mode}.jsonl")
+        result = run_mode(mode, index, source, out / slug(mode))
+        audit(result, index, args.audit, out / f"audit-{slug(mode)}.jsonl")
         rows.append(report(mode, result, n_chunks))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n{'mode':<12} {'chunks':>6} {'synth':>6} {'kept':>5} {'kept/chunk':>10} {'kept/min':>9} "
@@ -145,7 +154,7 @@ def main() -> None:
         print(f"kept pairs per minute, extractive / abstractive: {ratio:.1f}x")
     for r in rows:
         print(f"drops ({r['mode']}): {json.dumps(r['drops'])}")
-    print(f"audit files: {', '.join(str(out / f'audit-{m}.jsonl') for m in by)}")
+    print(f"audit files: {', '.join(str(out / f'audit-{slug(m)}.jsonl') for m in by)}")
 
 
 if __name__ == "__main__":

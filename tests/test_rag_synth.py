@@ -22,17 +22,18 @@ from curate.rag.index import ChunkIndex
 from curate.embed import embed
 from curate.rag.extractive import QUESTION_STARTS, round_trip
 from curate.rag.synth import Failed, SynthQA, parse_answer, parse_questions, parse_unit_question
+from curate.rag.templates import TEMPLATES
 from curate.rag.units import answerable_units
 from curate.schema import ARROW_SCHEMA
 
 FM = "pdf/us_army_FM4-25.11_first_aid.pdf"
 PAGES = (47, 48)  # bleeding control with a tourniquet
-SYNTH = {"top_k": 2}  # answer_mode auto: extractive for the embedded base model
+SYNTH = {"top_k": 2, "question_source": "both"}  # answer_mode auto: extractive for the embedded base model
 ABSTRACTIVE = {"answer_mode": "abstractive", "questions_per_chunk": 1, "top_k": 2}
 REASONS = {"insufficient_context", "no_citation", "copied_example", "malformed_questions", "malformed_answer"}
 EXTRACTIVE_REASONS = {"no_answerable_unit", "malformed_question", "not_a_question", "mentions_source",
                       "unresolved_pronoun", "copied_example", "duplicate_question", "round_trip_failed",
-                      "question_off_unit"}
+                      "question_off_unit", "wrong_answer_type", "no_template_question"}
 
 
 def read(folder: Path) -> list[dict]:
@@ -65,16 +66,31 @@ def test_extractive_answers_are_verbatim_units_of_their_cited_chunk(uninterrupte
     chunks = {c["id"]: c for c in read(index_dir / "chunks")}
     rows, rejects = read(out), read_jsonl(out / "rejects.jsonl")
     assert stats.rows_in == len(chunks) and stats.counters["units"] >= len(chunks)
+    assert stats.counters["questions_llm"] >= 1 and stats.counters["questions_template"] >= 1
     assert {r["reason"] for r in rejects} <= EXTRACTIVE_REASONS
     assert len(rows) >= 2, f"kept {len(rows)}; rejects: {[r['reason'] for r in rejects]}"
     for row in rows:
         meta = json.loads(row["meta"])
         assert meta["generator"]["answer_mode"] == "extractive" and meta["round_trip"]["rank"] is not None
+        if meta["generator"]["question_source"] == "llm":
+            assert meta["generator"]["backend"] == "llamacpp" and len(meta["prompt"]["sha256"]) == 64
+        else:
+            assert meta["template"] == f"synth_qa.{meta['generator']['question_source']}"
         question, answer = (m["content"] for m in row["messages"])
         assert question.endswith("?") and question.split()[0].lower() in QUESTION_STARTS
         own = chunks[meta["chunk_id"]]
         assert answer in [u.text for u in answerable_units(own["text"])[0]]  # the unit's text, not the model's
         assert meta["chunk_id"] in {c["chunk_id"] for c in row["citations"]} and own["text"] in row["context"]
+
+
+def test_template_questions_need_no_model(index_dir):
+    out = index_dir.parent / "synth-templates"
+    stats = synth_folder(index_dir, out, {"top_k": 2}, batch_size=4)  # auto: templates for a base model
+    rows = read(out)
+    assert rows and "questions_llm" not in stats.counters and stats.counters.get("tokens_generated", 0) == 0
+    assert {json.loads(r["meta"])["generator"]["question_source"] for r in rows} <= {name for name, _ in TEMPLATES}
+    by_question = {r["messages"][0]["content"]: r["messages"][1]["content"] for r in rows}
+    assert by_question.get("What is a tourniquet?", "").startswith("A tourniquet is a constricting band")
 
 
 def test_abstractive_pairs_are_grounded_in_cited_chunks(index_dir, realdata):
@@ -108,9 +124,10 @@ def test_auto_mode_is_extractive_for_base_models_and_abstractive_for_instruct_on
     for tuned in (False, True):
         stage = SynthQA({"index": str(index_dir / "chroma"), "llm": {"instruction_tuned": tuned}})
         stage.setup()
-        picked[tuned] = stage.mode
-        stage.llm.close()
-    assert picked == {False: "extractive", True: "abstractive"}
+        picked[tuned] = stage.mode, stage.question_source, stage.llm is not None
+        if stage.llm:
+            stage.llm.close()
+    assert picked == {False: ("extractive", "templates", False), True: ("abstractive", "both", True)}
 
 
 def test_round_trip_drops_a_question_that_retrieves_another_chunk(tmp_path, realdata):
@@ -126,9 +143,9 @@ def test_round_trip_drops_a_question_that_retrieves_another_chunk(tmp_path, real
     on_unit = "How far beyond the edges of a chest wound should the plastic covering extend?"
     elsewhere = "When should a tourniquet be used instead of a pressure dressing?"
     vectors = embed([on_unit, elsewhere, unit.text], index.embedder)
-    hits = index.query_vectors(vectors[:2], 2)
+    hits = index.query_vectors(vectors[:2], 3)  # round_trip_k's default
     kept, dropped = (round_trip(unit, chunk["id"], h, v, vectors[2]) for h, v in zip(hits, vectors[:2]))
-    assert kept.rank == 1 and kept.similarity > dropped.similarity
+    assert kept.rank is not None and kept.similarity > dropped.similarity
     assert dropped.rank is None  # the stage drops it as round_trip_failed
 
 

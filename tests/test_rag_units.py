@@ -7,7 +7,8 @@ import pytest
 from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
 from curate.rag.extractive import holds, pick_units, question_problem, same_question
-from curate.rag.units import answerable_units
+from curate.rag.templates import template_question
+from curate.rag.units import Unit, answerable_units
 
 FM = "pdf/us_army_FM4-25.11_first_aid.pdf"
 WHO = "pdf/who_psychological_first_aid_field_workers_2011.pdf"
@@ -95,3 +96,26 @@ def test_questions_must_stand_alone():
 def test_a_list_unit_is_held_by_its_chunk(fm_pages):
     unit = next(u for u in answerable_units(fm_pages[21])[0] if u.is_list)
     assert holds(fm_pages[21], unit.text) and not holds(fm_pages[48], unit.text)
+
+
+def test_templates_ask_what_the_unit_answers_by_its_form(fm_pages):
+    asked = {template_question(u): u.text for u in answerable_units(fm_pages[48])[0]} | \
+        {template_question(u): u.text for u in answerable_units(fm_pages[47])[0]}
+    assert asked[("What is a tourniquet?", "definition")].startswith("A tourniquet is a constricting band")
+    assert asked[("When should the tourniquet be used?", "only_when")].startswith(
+        "The tourniquet should not be used unless a pressure dressing has failed")
+    conditional = ("What should be done if the pressure dressing under firm hand pressure becomes soaked with blood "
+                   "and the wound continues to bleed?", "conditional")
+    assert asked[conditional].endswith("apply a tourniquet.")
+    assert template_question(Unit("Elevate an injured limb slightly above the level of the heart to reduce the "
+                                  "bleeding.", 0)) == ("What should you do to reduce the bleeding?", "purpose")
+    assert template_question(Unit("DO NOT put pressure on the eyeball because additional damage may occur.", 0)) == \
+        ("Why should you not put pressure on the eyeball?", "prohibition_reason")
+
+
+def test_templates_refuse_what_would_not_stand_alone():
+    # the condition's pronoun has no antecedent in the question; "as if" gives no reason; no subject to define
+    assert template_question(Unit("If it is long enough, wrap it around the limb several times.", 0)) is None
+    assert template_question(Unit("Don't think and act as if you must solve all the person's problems.", 0)) is None
+    assert template_question(Unit("If this is the case, allow him to sit upright, but monitor him.", 0)) is None
+    assert template_question(Unit("Where and who are the most distressed people?", 0)) is None

@@ -197,13 +197,14 @@ class SynthQA(Stage):
 
     def setup(self) -> None:
         c = self.config
-        self.llm = load_llm(c.llm)
+        tuned = c.llm.is_instruction_tuned()
+        self.mode = c.answer_mode if c.answer_mode != "auto" else "abstractive" if tuned else "extractive"
+        self.question_source = c.question_source if c.question_source != "auto" else "both" if tuned else "templates"
+        # template questions need no model: it is loaded only when it writes something
+        needs_llm = self.mode == "abstractive" or self.question_source != "templates"
+        self.llm = load_llm(c.llm) if needs_llm else None
         self.prompts = load_prompt(c.prompt)
         self.index = ChunkIndex(resolve(self.run_dir, c.index), c.collection, c.embedding_model, create=False)
-        self.mode = c.answer_mode if c.answer_mode != "auto" else (
-            "abstractive" if self.llm.instruction_tuned else "extractive")
-        self.question_source = c.question_source if c.question_source != "auto" else (
-            "both" if self.llm.instruction_tuned else "templates")
 
     def _generate(self, prompts: list, key: str, sampling: SamplingConfig, schema: dict,
                   parse) -> list[tuple[Any, Generation]]:
@@ -264,78 +265,99 @@ class SynthQA(Stage):
     def _extractive(self, chunks: list[dict]) -> list[dict]:
         """Answerable units per chunk, the question each unit answers, then the round trip (see the module
         docstring)."""
-        c, it = self.config, self.llm.instruction_tuned
         out: list[dict] = []
-        pending: list[tuple[dict, int, Unit, tuple[str, str] | None]] = []  # (chunk, unit number, unit, template)
+        asks = []  # (chunk, unit number, unit, template name or "llm", question or None)
         for ch in chunks:
-            units, skipped = answerable_units(ch["text"], c.min_unit_words, c.max_unit_words)
-            for reason, n in skipped.items():
-                self.counters[f"units_skipped_{reason}"] += n
-            source = self.question_source
-            templated = {i: t for i, u in enumerate(units) if source != "llm" and (t := template_question(u))}
-            reason = "no_answerable_unit" if not units else None
-            if source == "templates":
-                units, templated = [units[i] for i in templated], dict(enumerate(templated.values()))
-                reason = reason or ("no_template_question" if not units else None)
+            picked, reason, skipped = self._pick(ch)
             if reason:
-                out.append({**ch, DROP: reason, DROP_DETAIL: json.dumps(dict(skipped))})
-                continue
-            index_of = {id(u): i for i, u in enumerate(units)}
-            for j, u in enumerate(pick_units(units, c.units_per_chunk, set(templated))):
-                pending.append((ch, j, u, templated.get(index_of[id(u)])))
-        self.counters["units"] += len(pending)
-        by_llm = [k for k, p in enumerate(pending) if p[3] is None]
-        prompts = [self.prompts.render("unit_question", it, unit=pending[k][2].text) for k in by_llm]
-        key = ",".join(ch["id"] for ch in chunks) + ":units"
-        generated = dict(zip(by_llm, self._generate(prompts, key, c.unit_question_sampling, UNIT_QUESTION_SCHEMA,
-                                                    lambda t: parse_unit_question(t, self.prompts.examples))))
-        results = [generated.get(k) or (template[0], Generation(text="", finish_reason="template"))
-                   for k, (_, _, _, template) in enumerate(pending)]
-        self.counters["template_questions"] += len(pending) - len(by_llm)
-        self.counters["llm_questions"] += len(by_llm)
-        asked: dict[str, list[str]] = {}  # chunk id -> questions kept so far
+                out.append({**ch, DROP: reason, DROP_DETAIL: json.dumps(skipped)})
+            asks += [(ch, j, unit, *template) for j, (unit, template) in enumerate(picked)]
+        self.counters["units"] += len(asks)
+        written = iter(self._llm_questions([a[2] for a in asks if a[3] == "llm"], chunks))
         candidates = []
-        for (ch, j, unit, template), (parsed, gen) in zip(pending, results):
-            if parsed is None or isinstance(parsed, Failed):
-                reason = parsed.reason if parsed else "malformed_question"
-                out.append(self._unit_row(ch, j, unit, None, [], gen, reason, gen.text))
-            elif template is None and (problem := answer_type_problem(parsed, unit.text)):
-                out.append(self._unit_row(ch, j, unit, parsed, [], gen, problem, parsed))
-            elif same_question(parsed, asked.setdefault(ch["id"], [])):
-                out.append(self._unit_row(ch, j, unit, parsed, [], gen, "duplicate_question", parsed))
-            else:
-                asked[ch["id"]].append(parsed)
-                candidates.append((ch, j, unit, parsed, gen, template[1] if template else "llm"))
+        kept: dict[str, list[str]] = {}  # chunk id -> questions kept so far
+        for ch, j, unit, source, question in asks:
+            self.counters[f"questions_{'llm' if source == 'llm' else 'template'}"] += 1
+            gen = next(written) if source == "llm" else None
+            if source == "llm":
+                question, reason = gen[0], (None if isinstance(gen[0], str) else
+                                            gen[0].reason if gen[0] else "malformed_question")
+                reason = reason or answer_type_problem(question, unit.text)
+                if reason:
+                    out.append(self._unit_row(ch, j, unit, question if isinstance(question, str) else None, source,
+                                              [], gen[1], reason, gen[1].text))
+                    continue
+            if same_question(question, kept.setdefault(ch["id"], [])):
+                out.append(self._unit_row(ch, j, unit, question, source, [], gen and gen[1], "duplicate_question",
+                                          question))
+                continue
+            kept[ch["id"]].append(question)
+            candidates.append((ch, j, unit, source, question, gen and gen[1]))
+        return out + self._round_trips(candidates)
+
+    def _pick(self, chunk: dict) -> tuple[list[tuple[Unit, tuple[str, str | None]]], str | None, dict]:
+        """The chunk's units to ask about, each with (template name, question) or ("llm", None); a drop reason for
+        the chunk when there are none; the skipped spans by reason."""
+        c = self.config
+        units, skipped = answerable_units(chunk["text"], c.min_unit_words, c.max_unit_words)
+        for reason, n in skipped.items():
+            self.counters[f"units_skipped_{reason}"] += n
+        if not units:
+            return [], "no_answerable_unit", dict(skipped)
+        templated = {i: t for i, u in enumerate(units)
+                     if self.question_source != "llm" and (t := template_question(u)) is not None}
+        if self.question_source == "templates":
+            if not templated:
+                return [], "no_template_question", dict(skipped)
+            units, templated = [units[i] for i in templated], {k: t for k, t in enumerate(templated.values())}
+        position = {id(u): i for i, u in enumerate(units)}
+        picked = pick_units(units, c.units_per_chunk, set(templated))
+        return [(u, tuple(reversed(templated[position[id(u)]])) if position[id(u)] in templated else ("llm", None))
+                for u in picked], None, dict(skipped)
+
+    def _llm_questions(self, units: list[Unit], chunks: list[dict]) -> list[tuple[Any, Generation]]:
+        """(question, ``Failed`` or None, generation) for each unit, written by the LLM (retried, seeded by the
+        batch's chunk ids)."""
+        prompts = [self.prompts.render("unit_question", self.llm.instruction_tuned, unit=u.text) for u in units]
+        key = ",".join(ch["id"] for ch in chunks) + ":units"
+        return self._generate(prompts, key, self.config.unit_question_sampling, UNIT_QUESTION_SCHEMA,
+                              lambda t: parse_unit_question(t, self.prompts.examples)) if units else []
+
+    def _round_trips(self, candidates: list) -> list[dict]:
+        """Each candidate's row, dropped as ``round_trip_failed`` / ``question_off_unit`` when its question does not
+        lead back to its unit."""
         if not candidates:
-            return out
-        q_vectors = embed([cand[3] for cand in candidates], self.index.embedder)
+            return []
+        c = self.config
+        q_vectors = embed([cand[4] for cand in candidates], self.index.embedder)
         u_vectors = embed([cand[2].text for cand in candidates], self.index.embedder)
         hits = self.index.query_vectors(q_vectors, max(c.top_k, c.round_trip_k))
-        for (ch, j, unit, question, gen, source), found, qv, uv in zip(candidates, hits, q_vectors, u_vectors):
+        out = []
+        for (ch, j, unit, source, question, gen), found, qv, uv in zip(candidates, hits, q_vectors, u_vectors):
             trip = round_trip(unit, ch["id"], found[:c.round_trip_k], qv, uv)
             reason = ("round_trip_failed" if trip.rank is None else
                       "question_off_unit" if trip.similarity < c.min_question_similarity else None)
-            retrieved = found[:max(c.top_k, trip.rank or 0)]
             detail = json.dumps({"question": question, **trip.to_dict(),
                                  "retrieved": [h.id for h in found[:c.round_trip_k]]}) if reason else None
-            row = self._unit_row(ch, j, unit, question, retrieved, gen, reason, detail)
-            meta = json.loads(row["meta"])
-            row["meta"] = json.dumps({**meta, "question_source": source, "round_trip": trip.to_dict()})
-            out.append(row)
+            out.append(self._unit_row(ch, j, unit, question, source, found[:max(c.top_k, trip.rank or 0)], gen,
+                                      reason, detail, trip))
         return out
 
-    def _unit_row(self, chunk: dict, j: int, unit: Unit, question: str | None, retrieved: list, gen: Generation,
-                  reason: str | None, detail: str | None) -> dict:
-        """A qa row whose answer is ``unit``; rejected with ``reason`` when one is given."""
-        c = self.config
-        row = make_qa(
-            question=question or "", answer=unit.text, source=chunk["source"], license=chunk["license"],
-            origin=chunk["provenance"]["origin"], revision=chunk["provenance"]["revision"],
-            locator=f"chunk={chunk['id']}#u{j}",
-            meta={"chunk_id": chunk["id"], "unit": {"start": unit.start, "list": unit.is_list},
-                  "generator": {**self.llm.describe(), "answer_mode": "extractive",
-                                "question_sampling": c.unit_question_sampling.model_dump()},
-                  "prompt": self.prompts.describe(), "finish_reason": gen.finish_reason})
+    def _unit_row(self, chunk: dict, j: int, unit: Unit, question: str | None, source: str, retrieved: list,
+                  gen: Generation | None, reason: str | None, detail: str | None, trip=None) -> dict:
+        """A qa row whose answer is ``unit`` and whose question came from ``source`` (a template's name or "llm");
+        rejected with ``reason`` when one is given."""
+        generator = {"answer_mode": "extractive", "question_source": source}
+        if source == "llm":
+            generator.update(self.llm.describe(), question_sampling=self.config.unit_question_sampling.model_dump())
+        meta = {"chunk_id": chunk["id"], "unit": {"start": unit.start, "list": unit.is_list}, "generator": generator,
+                "prompt": self.prompts.describe() if source == "llm" else None,
+                "finish_reason": gen.finish_reason if gen else None,
+                "round_trip": trip.to_dict() if trip else None, "template": None if source == "llm" else
+                f"synth_qa.{source}"}
+        row = make_qa(question=question or "", answer=unit.text, source=chunk["source"], license=chunk["license"],
+                      origin=chunk["provenance"]["origin"], revision=chunk["provenance"]["revision"],
+                      locator=f"chunk={chunk['id']}#u{j}", meta={k: v for k, v in meta.items() if v is not None})
         row["context"] = numbered(retrieved) if retrieved else None
         row["citations"] = [{"chunk_id": h.id, "doc_id": h.doc_id, "page": h.page, "page_end": h.page_end}
                             for h in retrieved if h.id == chunk["id"] or holds(h.text, unit.text)]

@@ -145,8 +145,8 @@ def _list_of(text: str) -> str | None:
 
 
 TEMPLATES = (("conditional", _conditional), ("prohibition_reason", _prohibition), ("only_when", _only_when),
-             ("procedure", _procedure), ("list_of", _list_of), ("definition", _definition), ("passive", _passive), ("purpose", _purpose),
-             ("causes", _causes))
+             ("procedure", _procedure), ("list_of", _list_of), ("definition", _definition), ("passive", _passive),
+             ("purpose", _purpose), ("causes", _causes))
 
 
 def template_question(unit: Unit) -> tuple[str, str] | None:
