@@ -49,6 +49,7 @@ reads the pipeline's own export, finetune and evaluate sections, so the file onl
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ from curate.stage import stage_class
 BASE = "base"
 FINAL = "final"
 INGEST_DIR = "01-ingest"
+NAME = re.compile(r"^[\w.-]+$")  # variant and set names are folder names
 
 
 class AblationError(Exception):
@@ -167,6 +169,9 @@ def _stage_dirs(plan: Plan) -> dict[str, list[str]]:
 def _variants(spec: AblationFile, plan: Plan, export: ExportSpec, problems: list[str]) -> dict[str, PlannedVariant]:
     dirs, out = _stage_dirs(plan), {}
     for name, variant in spec.variants.items():
+        if not NAME.match(name):
+            problems.append(f"variants: '{name}' must be letters, digits, '.', '-' or '_' (it names a folder)")
+            continue
         found = dirs.get(variant.rows, [])
         if len(found) != 1:
             what = "names several stages" if found else "is no stage of the pipeline"
@@ -201,7 +206,10 @@ def _held_out(spec: AblationFile, plan: Plan, base: Path, problems: list[str]) -
     out: dict[str, HeldOut] = {}
     for e in entries:
         name = e.name or Path(e.set).stem
-        if name in out or name == BASE:
+        if not NAME.match(name):
+            problems.append(f"evaluate: set name '{name}' must be letters, digits, '.', '-' or '_'; give `name:`")
+            continue
+        if name in out:
             problems.append(f"evaluate: two sets are called '{name}': give each a distinct `name:`")
             continue
         try:

@@ -112,11 +112,11 @@ def test_unfair_ablations_are_refused_before_any_work(project, capsys):
 
     epochs = _recipe(project / "epochs.yaml", "embedded", train={"max_steps": None, "epochs": 1})
     with pytest.raises(AblationError) as refused:
-        load_ablation(write_ablation(project, variants={"raw": {"rows": "chunk"}, "only": {}}, reference="curated",
+        load_ablation(write_ablation(project, variants={"raw": {"rows": "chunk"}, "../up": {}}, reference="curated",
                                      finetune={"recipe": epochs.name}))
     problems = str(refused.value)
     assert "variants.raw.rows: 'chunk' is no stage of the pipeline; give one of ingest, 01-ingest, final" in problems
-    assert "reference: 'curated' is not a variant" in problems
+    assert "reference: 'curated' is not a variant" in problems and "variants: '../up' must be letters" in problems
     assert "set finetune.max_steps" in problems
     with pytest.raises(AblationError, match="at least 2 items"):
         load_ablation(write_ablation(project, variants={"raw": {}}))
