@@ -2,9 +2,9 @@
 
 ``curate eval MODEL --set SET -o OUT`` and ``curate eval --compare A B`` call these. Modules: ``sets`` (catalog
 entries, QA files and export splits as items), ``prompts`` (few-shot prompts from ``curate/prompts/eval.v1.yaml``),
-``mcq`` (the answer parser), ``loglik`` (option log-likelihood), ``judge`` (rubric verdicts), ``lexical`` (token F1,
-ROUGE-L), ``stats`` (bootstrap intervals, McNemar and sign tests), ``models`` (loading, fingerprints, precision),
-``run`` (evaluate, compare), ``report`` (console tables)::
+``mcq`` (the answer parser), ``loglik`` (log-likelihood of options' text or letters, and of reference answers),
+``judge`` (rubric verdicts), ``lexical`` (token F1, ROUGE-L), ``stats`` (bootstrap intervals, McNemar and sign
+tests), ``models`` (loading, fingerprints, precision), ``run`` (evaluate, compare), ``report`` (console tables)::
 
     from curate.evaluate import compare_models, evaluate, load_eval_set
     eval_set = load_eval_set("medqa-usmle-4-options-test", path="medqa_test.jsonl", limit=50, seed=0)

@@ -35,8 +35,8 @@ counts as wrong and is counted; an unscored verdict is counted and left out of t
 difference with its paired-bootstrap interval, and an exact paired test: McNemar for 0/1 outcomes (accuracy,
 accuracy_norm, unsafe rate), the sign test for graded scores (token F1, ROUGE-L, judge score, reference NLL). It
 refuses (``SettingsMismatch``) runs whose prompts, scoring, choices, decoding, precision, judge, bootstrap settings
-or items differ, unless ``force``. ``compare_models`` runs a base and a tuned
-model on the same set with the same settings and compares them (OUT/base, OUT/tuned, OUT/comparison.json).
+or items differ, unless ``force``. ``compare_models`` runs a base and a tuned model on the same set with the same
+settings and compares them (OUT/base, OUT/tuned, OUT/comparison.json).
 """
 
 from __future__ import annotations
