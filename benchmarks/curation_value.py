@@ -20,7 +20,8 @@ many. The numbers are the ablation's table: each model's metrics with 95% bootst
 The output is saved to ``WORK/curation_value.txt`` (and ``WORK/run/ablate/curation-value/ablation.json``)::
 
     python benchmarks/curation_value.py [--work runs/curation-value] [--train-rows 600] [--held-out 100]
-                                        [--pages 20-40] [--steps 20] [--max-tokens 32] [--seed 0]
+                                        [--pages 20-40] [--steps 20] [--max-tokens 32] [--eval-limit N]
+                                        [--seed 0]
 
 Every step is cached: a rerun with the same arguments prints the same table without training or scoring again.
 """
@@ -105,7 +106,7 @@ def page_range(first: int, last: int, out: Path) -> Path:
     return path
 
 
-def write_files(work: Path, pdf: Path, steps: int, max_tokens: int) -> Path:
+def write_files(work: Path, pdf: Path, steps: int, max_tokens: int, eval_limit: int | None) -> Path:
     """WORK/pipeline.yaml and WORK/ablation.yaml; returns the ablation file."""
     heldout = {"path": "sources/heldout.json", "fields": ["question"]}
     eval_40 = {"source": "firstaidqa-eval-40", "path": str(EVAL_40), "fields": ["question"]}
@@ -124,8 +125,8 @@ def write_files(work: Path, pdf: Path, steps: int, max_tokens: int) -> Path:
     ablation = {
         "name": "curation-value", "pipeline": "pipeline.yaml", "reference": "raw",
         "variants": {"raw": {"rows": "synth_qa"}, "curated": {"rows": "final"}},
-        "evaluate": [{"name": "firstaidqa-heldout", "set": "sources/heldout.json", "settings": settings,
-                      "model": model},
+        "evaluate": [{"name": "firstaidqa-heldout", "set": "sources/heldout.json", "limit": eval_limit,
+                      "settings": settings, "model": model},
                      {"name": "eval-40", "set": "firstaidqa-eval-40", "path": str(EVAL_40), "settings": settings,
                       "model": model}]}
     path = work / "ablation.yaml"
@@ -157,6 +158,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=100, help="FirstAidQA pairs held out")
     parser.add_argument("--pages", default="20-40", help="FM 4-25.11 pages to synthesize from (1-based, inclusive)")
     parser.add_argument("--steps", type=int, default=20, help="LoRA steps for every variant")
+    parser.add_argument("--eval-limit", type=int, help="score a seeded sample of this many held-out FirstAidQA pairs "
+                                                         "(all are still removed from training)")
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens generated per open answer (token F1, "
                                                                      "ROUGE-L; reference NLL needs none)")
     parser.add_argument("--seed", type=int, default=0, help="sample and split seed")
@@ -173,7 +176,7 @@ def main() -> None:
     split = firstaid_split(args.train_rows, args.held_out, args.seed, work / "sources")
     first, last = (int(p) for p in args.pages.split("-"))
     ablation = load_ablation(write_files(work, page_range(first, last, work / "sources"), args.steps,
-                                         args.max_tokens))
+                                         args.max_tokens, args.eval_limit))
     with Progress(enabled=True) as progress:
         result = run_ablation(ablation, progress)
 
@@ -189,7 +192,7 @@ def main() -> None:
     out.print(f"ablation: {result['seconds']:.1f} s this call; benchmark wall time "
               f"{time.perf_counter() - started:.1f} s; command: python benchmarks/curation_value.py --work {args.work} "
               f"--train-rows {args.train_rows} --held-out {args.held_out} --pages {args.pages} --steps {args.steps} "
-              f"--max-tokens {args.max_tokens} --seed {args.seed}", markup=False)
+              f"--max-tokens {args.max_tokens} --eval-limit {args.eval_limit} --seed {args.seed}", markup=False)
     text = buffer.getvalue()
     print(text)
     (work / "curation_value.txt").write_text(text)

@@ -284,9 +284,12 @@ def _run_rows(plan: Plan, progress: Progress) -> dict[str, str]:
 
 def _decontaminated(ablation: Ablation, sets_read: dict, dirname: str, input_fp: str,
                     progress: Progress) -> tuple[Path, str, dict]:
-    """The stage's rows without those overlapping a held-out question: (folder, fingerprint, stats)."""
+    """The stage's rows without those overlapping a question of a held-out set (all of it, not only the items a
+    ``limit`` samples for scoring): (folder, fingerprint, stats)."""
     sets = []
-    for name, (eval_set, _) in sets_read.items():
+    for name, held in ablation.held_out.items():
+        eval_set = sets_read[name][0] if held.limit is None else \
+            held_out_set(held.model_copy(update={"limit": None}), ablation.path.parent)[0]
         texts = ablation.out / "heldout" / f"{name}.jsonl"
         texts.parent.mkdir(parents=True, exist_ok=True)
         write_jsonl(texts, ({"question": item.question} for item in eval_set.items))
