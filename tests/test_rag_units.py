@@ -119,3 +119,22 @@ def test_templates_refuse_what_would_not_stand_alone():
     assert template_question(Unit("Don't think and act as if you must solve all the person's problems.", 0)) is None
     assert template_question(Unit("If this is the case, allow him to sit upright, but monitor him.", 0)) is None
     assert template_question(Unit("Where and who are the most distressed people?", 0)) is None
+
+
+def test_instruction_templates_on_manual_sentences():
+    cases = {
+        "DO NOT TIE THE KNOT OVER THE WOUND.": ("Should you tie the knot over the wound?", "prohibition"),
+        "Hold the dressing directly over the wound with the white side down.":
+            ("Where should you hold the dressing?", "where"),
+        "Clothing stuck to the wound should be left in place to avoid further injury.":
+            ("What should be done with clothing stuck to the wound?", "passive"),
+        "The dressing must be loosened if the extremity becomes cool, blue, or numb.":
+            ("When must the dressing be loosened?", "passive"),
+        "Each thrust should be delivered slowly, distinctly, and with the intent of relieving the obstruction.":
+            ("How should each thrust be delivered?", "passive"),
+    }
+    for text, asked in cases.items():
+        assert template_question(Unit(text, 0)) == asked, text
+    # a generic object ("the ends") or a quality word as the subject asks nothing a reader could answer
+    assert template_question(Unit("Wrap the ends tightly around the injured limb, covering the dressing.", 0)) is None
+    assert template_question(Unit("Prompt first aid measures should be initiated for casualties.", 0)) is None

@@ -10,18 +10,23 @@ Each template rewrites a shape whose answer is, by construction, the unit itself
 - ``prohibition_reason``: "DO NOT put pressure on the eyeball because additional damage may occur." -> "Why should
   you not put pressure on the eyeball?";
 - ``only_when``: "The tourniquet should not be used unless ..." -> "When should the tourniquet be used?";
-- ``procedure``: a list whose lead-in is "Immobilize any casualty ... by doing the following" or "Check for open
-  fractures by looking for" -> "How do you immobilize any casualty ...?" / "How do you check for open fractures?";
+- ``procedure``: a list whose lead-in is "Immobilize any casualty ... by doing the following", "Check for open
+  fractures by looking for" or "To apply chest thrusts: ..." -> "How do you immobilize any casualty ...?" / "How do
+  you check for open fractures?" / "How do you apply chest thrusts?";
 - ``list_of``: "The signs of shock include: ..." -> "What are the signs of shock?";
 - ``purpose``: "To minimize skin damage, ensure that the improvised tourniquet is at least 2 inches wide." / "Elevate
   an injured limb slightly above the level of the heart to reduce the bleeding." -> "What should you do to minimize
   skin damage?" / "... to reduce the bleeding?" (purposes such as reduce, prevent, control, relieve, protect);
 - ``causes``: "Heat cramps are caused by ..." -> "What causes heat cramps?";
-- ``passive``: "All open wounds should be checked for a point of entry or exit ..." -> "How should all open wounds
-  be checked?".
+- ``present_passive``: "The dressing is applied lightly over the burn." -> "How is the dressing applied?";
+- ``passive``: "Clothing stuck to the wound should be left in place to avoid further injury." -> "What should be done
+  with clothing stuck to the wound?" ("How ... be checked?" when a manner follows, "When ...?" for a condition);
+- ``prohibition``: "DO NOT touch the wound; keep it as clean as possible." -> "Should you touch the wound?";
+- ``where``: "Hold the dressing directly over the wound with the white side down." -> "Where should you hold the
+  dressing?".
 
 A template is not used when the words it would copy into the question hold a pronoun with no antecedent there
-("it", "them", "this", ...), since the question must make sense on its own.
+("it", "this", "his" with no person named before it), since the question must make sense on its own.
 """
 
 from __future__ import annotations
@@ -30,13 +35,17 @@ import re
 
 from curate.rag.units import Unit
 
-IMPERATIVES = frozenset("""administer allow apply ask avoid begin bring call check clean clear comfort connect contact
-continue cool cover do don't elevate encourage ensure evacuate explain find get give help hold identify immobilize
-introduce keep lay leave let lift listen loosen lower make monitor move note notify offer open pad perform place
-position press prevent protect provide put raise reassess reassure record refer release remind remove repeat report
-respect roll secure seek send splint start stay stop support take tell tie tighten transport treat try turn use wash
-watch wipe wrap""".split())
-_PRONOUN = re.compile(r"\b(?:it|its|they|them|their|this|these|those|he|him|his|she|her)\b", re.IGNORECASE)
+IMPERATIVES = frozenset("""administer allow apply ask attempt avoid bandage begin bend blow bring call check clean
+clear close comfort connect contact continue cool count cover cross cut deliver do don't drag dress drink elevate
+encourage ensure evacuate examine explain feel find flush fold get give grasp help hold identify immobilize insert
+inspect introduce irrigate keep kneel lay leave let lie lift listen locate look loosen lower make monitor move note
+notify observe offer open pad perform pinch place position pour press prevent protect provide pull push put raise
+reassess reassure record refer release remind remove repeat report respect rinse roll seal secure seek send sit
+splint squeeze start stay stop straddle support sweep take tell tie tighten tilt transport treat try turn use wait
+warm wash watch wipe wrap""".split())
+_PERSON_PRONOUN = re.compile(r"\b(?:he|him|his|she|her|they|them|their)\b", re.IGNORECASE)
+_PERSON = re.compile(r"\b(?:casualty|casualties|person|people|patient|victim|child|children|someone|individual|"
+                     r"service members?|soldier|survivor|adult|baby|infant|woman|man)\b", re.IGNORECASE)
 _CONDITIONAL = re.compile(r"^(?P<conj>If|When|Whenever|Once|After|Before) (?P<cond>[^,;:]{10,160}), (?:then )?"
                           r"(?P<main>.+)$")
 _DEFINITION = re.compile(r"^(?P<det>An?|The) (?P<term>[a-z][a-z-]*(?: [a-z][a-z-]*){0,3}) (?P<verb>is|are) "
@@ -46,11 +55,24 @@ _ONLY_WHEN = re.compile(r"^(?P<subj>(?:The|A|An) [a-z][\w -]{2,40}?) (?P<modal>s
                         r"(?P<verb>\w+) unless ")
 _PROCEDURE = re.compile(r"^(?P<verb>[A-Z][a-z]+) (?P<obj>[^:;]{5,140}?) by (?:doing the following|looking for|"
                         r"checking for|following these steps)\b")
+_STEPS_FOR = re.compile(r"^To (?P<verb>[a-z]+) (?P<obj>[^:;,]{5,120}): ")
+_PRESENT_PASSIVE = re.compile(r"^(?P<subj>The [a-z][\w -]{2,40}?) (?P<be>is|are) (?P<verb>performed|applied|placed|"
+                              r"done|used|given|treated|positioned|held|tied|secured|made|removed|checked|cleaned|"
+                              r"covered|wrapped|kept|carried|moved|tested|measured) (?P<rest>[^.;]{3,})")
 _LIST_OF = re.compile(r"^(?:The |Some )?(?P<noun>signs|symptoms|causes|types|effects|steps|principles|goals|needs|"
                       r"dangers|complications|rules) of (?P<what>[^:;]{3,80}?) (?:include|are)\b", re.IGNORECASE)
 _NOT_A_TERM = frozenset("first next last same following other only best main most".split())
-_PASSIVE = re.compile(r"^(?P<subj>(?:The|A|An|All|Each|Every) [a-z][\w -]{2,50}?) (?P<modal>should|must) be "
+_PASSIVE = re.compile(r"^(?P<subj>(?:The |A |An |All |Each |Every )?[A-Za-z][\w’' -]{2,50}?) (?P<modal>should|must) be "
                       r"(?P<verb>[a-z]+(?:ed|en)|kept|put|left|held|made|done|set|cut|laid|applied) (?P<rest>[^.;]{3,})")
+
+
+def _unresolved(text: str) -> bool:
+    """True when ``text`` holds a pronoun with no antecedent in it: "it", "this", ..., or "he"/"his"/"they"
+    without a person ("the casualty", "someone") named before it."""
+    if re.search(r"\b(?:it|its|this|these|those)\b", text, re.IGNORECASE):
+        return True
+    pronoun = _PERSON_PRONOUN.search(text)
+    return bool(pronoun) and not _PERSON.search(text[:pronoun.start()])
 
 
 def _clean_clause(text: str) -> str:
@@ -72,7 +94,7 @@ def _conditional(text: str) -> str | None:
     if first not in IMPERATIVES and not re.match(r"^[\w ’'-]{2,60}? (?:should|must) ", main):
         return None
     cond = _clean_clause(m["cond"])
-    if _PRONOUN.search(cond) or len(cond.split()) < 3:
+    if _unresolved(cond) or len(cond.split()) < 3:
         return None
     return f"What should be done {m['conj'].lower()} {cond}?"
 
@@ -86,9 +108,36 @@ def _definition(text: str) -> str | None:
 
 def _prohibition(text: str) -> str | None:
     m = _PROHIBITION.match(text)
-    if not m or _PRONOUN.search(m["act"]):
+    if not m or _unresolved(m["act"]):
         return None
     return f"Why should you not {_lower_first(_clean_clause(m['act']))}?"
+
+
+_DONT = re.compile(r"^(?:DO NOT|Do not|Don’t|Don't|Never) (?P<act>[^.;,]{8,100}?)(?:[.;,]|$)")
+_WHERE = re.compile(r"^(?P<verb>[A-Z][a-z]+) (?P<obj>(?:the|a|an|any) [a-z][\w’' -]{2,40}?)(?: \([^)]*\))?"
+                    r"(?: directly| tightly| firmly| gently| loosely| securely| carefully)? "
+                    r"(?:over|on|onto|around|under|above|below|beneath|behind|between|into|inside|against|across) ")
+_QUALITIES = frozenset("prompt early proper immediate appropriate initial further additional basic general "
+                       "special particular".split())
+_GENERIC_OBJECTS = frozenset("end ends tail tails piece pieces part parts side sides other item items object objects "
+                             "thing things stick strip strips one".split())
+
+
+def _dont(text: str) -> str | None:
+    m = _DONT.match(text)
+    if not m or _unresolved(m["act"]) or m["act"].split()[0].lower() not in IMPERATIVES | {"be", "attempt"}:
+        return None
+    act = m["act"].lower() if m["act"].isupper() else _lower_first(m["act"])
+    return f"Should you {act}?"
+
+
+def _where(text: str) -> str | None:
+    m = _WHERE.match(text)
+    if not m or m["verb"].lower() not in IMPERATIVES or _unresolved(m["obj"]):
+        return None
+    if not {w for w in m["obj"].lower().split()[1:] if len(w) > 3} - _GENERIC_OBJECTS:
+        return None
+    return f"Where should you {m['verb'].lower()} {m['obj']}?"
 
 
 def _only_when(text: str) -> str | None:
@@ -107,46 +156,64 @@ _CAUSES = re.compile(r"^(?P<what>(?:The |A |An )?[A-Za-z][\w -]{2,40}?) (?:is|ar
 
 def _purpose(text: str) -> str | None:
     m = _PURPOSE_FIRST.match(text)
-    if m and m["main"].split()[0].lower() in IMPERATIVES and not _PRONOUN.search(m["goal"]):
+    if m and m["main"].split()[0].lower() in IMPERATIVES and not _unresolved(m["goal"]):
         return f"What should you do to {_clean_clause(m['goal'])}?"
     m = _PURPOSE_LAST.match(text)
-    if m and m["verb"].lower() in IMPERATIVES and not _PRONOUN.search(m["goal"]) and "(" not in text:
+    if m and m["verb"].lower() in IMPERATIVES and not _unresolved(m["goal"]) and "(" not in text:
         return f"What should you do to {_clean_clause(m['goal'])}?"
     return None
 
 
 def _causes(text: str) -> str | None:
     m = _CAUSES.match(text)
-    if not m or _PRONOUN.search(m["what"]) or m["what"].split()[0].lower() in _NOT_A_TERM:
+    if not m or _unresolved(m["what"]) or m["what"].split()[0].lower() in _NOT_A_TERM:
         return None
     return f"What causes {_lower_first(m['what'])}?"
 
 
 def _passive(text: str) -> str | None:
     m = _PASSIVE.match(text)
-    if not m or _PRONOUN.search(m["subj"]) or m["rest"].startswith(("to ", "by ")):
+    if not m or _unresolved(m["subj"]) or m["subj"].split()[0].lower() in _NOT_A_TERM | {"there", "you", "we"}:
+        return None
+    if m["subj"].split()[0].lower() in _QUALITIES:
+        return None  # "Prompt first aid measures should be initiated ...": no thing to do something with
+    subject, first = _lower_first(m["subj"]), m["rest"].split()[0].strip(",;")
+    if first in ("if", "when", "before", "after", "until", "unless", "once"):
+        return f"When {m['modal']} {subject} be {m['verb']}?"
+    if first.endswith("ly") or first in ("with", "using", "by"):
+        return f"How {m['modal']} {subject} be {m['verb']}?"
+    return f"What should be done with {subject}?"
+
+
+def _present_passive(text: str) -> str | None:
+    m = _PRESENT_PASSIVE.match(text)
+    if not m or _unresolved(m["subj"]) or m["rest"].startswith(("to ", "by ", "only ")):
         return None
     how = "When" if m["rest"].split()[0] in ("if", "when", "before", "after", "until", "unless", "once") else "How"
-    return f"{how} {m['modal']} {_lower_first(m['subj'])} be {m['verb']}?"
+    return f"{how} {m['be']} {_lower_first(m['subj'])} {m['verb']}?"
 
 
 def _procedure(text: str) -> str | None:
     m = _PROCEDURE.match(text)
-    if not m or m["verb"].lower() not in IMPERATIVES or _PRONOUN.search(m["obj"]):
-        return None
-    return f"How do you {m['verb'].lower()} {_clean_clause(m['obj'])}?"
+    if m and m["verb"].lower() in IMPERATIVES and not _unresolved(m["obj"]):
+        return f"How do you {m['verb'].lower()} {_clean_clause(m['obj'])}?"
+    m = _STEPS_FOR.match(text)
+    if m and m["verb"].lower() in IMPERATIVES and not _unresolved(m["obj"]):
+        return f"How do you {m['verb'].lower()} {_clean_clause(m['obj'])}?"
+    return None
 
 
 def _list_of(text: str) -> str | None:
     m = _LIST_OF.match(text)
-    if not m or _PRONOUN.search(m["what"]):
+    if not m or _unresolved(m["what"]):
         return None
     return f"What are the {m['noun'].lower()} of {_clean_clause(m['what'])}?"
 
 
 TEMPLATES = (("conditional", _conditional), ("prohibition_reason", _prohibition), ("only_when", _only_when),
              ("procedure", _procedure), ("list_of", _list_of), ("definition", _definition), ("passive", _passive),
-             ("purpose", _purpose), ("causes", _causes))
+             ("present_passive", _present_passive), ("purpose", _purpose), ("causes", _causes),
+             ("prohibition", _dont), ("where", _where))
 
 
 def template_question(unit: Unit) -> tuple[str, str] | None:

@@ -56,6 +56,7 @@ _TERMINAL = re.compile(r"[.!?][\"')\]”’]*$")
 _SENTENCE = re.compile(r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“]?[A-Z0-9])")
 _PRONOUN_START = re.compile(r"^(?:this|these|that|those|it|its|they|their|them|such|he|she|his|her|"
                             r"also|however|therefore|then|otherwise)\b", re.IGNORECASE)
+_NUMBERED_START = re.compile(r"^\d{1,2}(?:\.\d{1,2})*\s")
 _INLINE_BULLET = re.compile(r"\s*(?:»»?|▪|●)\s*")
 _WORDS = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 
@@ -170,9 +171,12 @@ def _skip_reason(unit: Unit, min_words: int, max_words: int) -> str | None:
         return "exercise"
     if _REFERENCE.match(text):
         return "reference"
+    if _NUMBERED_START.match(text):
+        return "heading"  # "2.2 adapt what you do ..." (a numbered heading run into the text) or a footnote
+
     if not text[:1].isupper() and not text[:1].isdigit():
         return "fragment"
-    if not _TERMINAL.search(text):
+    if not _TERMINAL.search(text) or text.endswith(":."):  # cut, or a lead-in whose items the chunk lost
         return "fragment"
     if unit.words < min_words:
         return "too_short"
