@@ -21,7 +21,8 @@ Each template rewrites a shape whose answer is, by construction, the unit itself
 - ``present_passive``: "The dressing is applied lightly over the burn." -> "How is the dressing applied?";
 - ``passive``: "Clothing stuck to the wound should be left in place to avoid further injury." -> "What should be done
   with clothing stuck to the wound?" ("How ... be checked?" when a manner follows, "When ...?" for a condition);
-- ``prohibition``: "DO NOT touch the wound; keep it as clean as possible." -> "Should you touch the wound?";
+- ``prohibition``: "DO NOT touch the wound; keep it as clean as possible." -> "Should you touch the wound?" ("Do not
+  stop CPR unless ..." -> "When should you stop CPR?");
 - ``where``: "Hold the dressing directly over the wound with the white side down." -> "Where should you hold the
   dressing?".
 
@@ -42,7 +43,7 @@ inspect introduce irrigate keep kneel lay leave let lie lift listen locate look 
 notify observe offer open pad perform pinch place position pour press prevent protect provide pull push put raise
 reassess reassure record refer release remind remove repeat report respect rinse roll seal secure seek send sit
 splint squeeze start stay stop straddle support sweep take tell tie tighten tilt transport treat try turn use wait
-warm wash watch wipe wrap""".split())
+warm wash watch wipe wrap touch burst force probe pop rub scrub suck eat drink smoke""".split())
 _PERSON_PRONOUN = re.compile(r"\b(?:he|him|his|she|her|they|them|their)\b", re.IGNORECASE)
 _PERSON = re.compile(r"\b(?:casualty|casualties|person|people|patient|victim|child|children|someone|individual|"
                      r"service members?|soldier|survivor|adult|baby|infant|woman|man)\b", re.IGNORECASE)
@@ -128,7 +129,10 @@ def _dont(text: str) -> str | None:
     if not m or _unresolved(m["act"]) or m["act"].split()[0].lower() not in IMPERATIVES | {"be", "attempt"}:
         return None
     act = m["act"].lower() if m["act"].isupper() else _lower_first(m["act"])
-    return f"Should you {act}?"
+    act, unless, _ = act.partition(" unless ")
+    if len(act.split()) < (2 if unless else 3):
+        return None  # "Do not apply ice": to what? the question would not stand alone
+    return f"When should you {act}?" if unless else f"Should you {act}?"
 
 
 def _where(text: str) -> str | None:
