@@ -13,7 +13,7 @@ Prints n, seconds, items/s, acc and acc_norm with 95% bootstrap intervals, accur
                                          [--min-n 1000] [--out runs/bench/boolq] [--interrupted]
 
 ``--interrupted`` scores nothing and reports the items a stopped run had written to OUT (the start of the seeded
-order, so still a seeded random sample), with the seconds between its first and last write.
+order, so still a seeded random sample), with the probe's seconds plus those from its end to the last write.
 """
 
 from __future__ import annotations
@@ -75,13 +75,14 @@ def scored(args, eval_set, items: list, out: Path) -> tuple[list[dict], float, i
 
 
 def interrupted(items: list, out: Path) -> tuple[list[dict], float]:
-    """The records an interrupted run wrote (probe, then rest: the start of the seeded order) and the seconds from
-    the probe's first write to the last write of the rest."""
+    """The records an interrupted run wrote (probe, then rest: the start of the seeded order) and its seconds: the
+    probe's (from its summary), then from the probe's end to the last write of the rest."""
     files = [out / "probe" / "predictions.jsonl", out / "rest" / "predictions.jsonl"]
     records = [json.loads(line) for f in files if f.is_file() for line in f.read_text().splitlines()]
     if [r["id"] for r in records] != [item.id for item in items[:len(records)]]:
         raise SystemExit(f"{out}: the records are not the start of seed's order: rerun with the run's --seed")
-    return records, files[-1].stat().st_mtime - (out / "probe").stat().st_mtime
+    probe = out / "probe" / "summary.json"
+    return records, json.loads(probe.read_text())["seconds"] + files[-1].stat().st_mtime - probe.stat().st_mtime
 
 
 def main() -> None:
