@@ -21,7 +21,7 @@ The output is saved to ``WORK/curation_value.txt`` (and ``WORK/run/ablate/curati
 
     python benchmarks/curation_value.py [--work runs/curation-value] [--train-rows 600] [--held-out 100]
                                         [--pages 20-40] [--steps 20] [--max-tokens 32] [--eval-limit N]
-                                        [--seed 0]
+                                        [--seed 0] [--threads N]
 
 Every step is cached: a rerun with the same arguments prints the same table without training or scoring again.
 """
@@ -163,7 +163,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens generated per open answer (token F1, "
                                                                      "ROUGE-L; reference NLL needs none)")
     parser.add_argument("--seed", type=int, default=0, help="sample and split seed")
+    parser.add_argument("--threads", type=int, help="torch threads (1 avoids oversubscribing a shared machine)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     from rich.console import Console
 
@@ -192,7 +197,8 @@ def main() -> None:
     out.print(f"ablation: {result['seconds']:.1f} s this call; benchmark wall time "
               f"{time.perf_counter() - started:.1f} s; command: python benchmarks/curation_value.py --work {args.work} "
               f"--train-rows {args.train_rows} --held-out {args.held_out} --pages {args.pages} --steps {args.steps} "
-              f"--max-tokens {args.max_tokens} --eval-limit {args.eval_limit} --seed {args.seed}", markup=False)
+              f"--max-tokens {args.max_tokens} --eval-limit {args.eval_limit} --seed {args.seed} --threads "
+              f"{args.threads}", markup=False)
     text = buffer.getvalue()
     print(text)
     (work / "curation_value.txt").write_text(text)
