@@ -53,7 +53,8 @@ def _finish_reason(reason: str | None) -> str:
 
 class LlamaCppLLM(LLM):
     """llama.cpp in-process. ``generate_batch`` is a sequential loop (llama-cpp-python decodes one sequence at a
-    time); consecutive prompts that share a prefix (few-shot examples) reuse its evaluated KV cache."""
+    time); consecutive prompts of one call that share a prefix (few-shot examples) reuse its evaluated KV cache, and
+    each call starts from an empty cache, so its output does not depend on earlier calls."""
 
     backend = "llamacpp"
 
@@ -93,6 +94,10 @@ class LlamaCppLLM(LLM):
     def _generate_batch(self, prompts: list[Prompt], sampling: Sampling,
                         json_schema: dict | None) -> list[Generation]:
         grammar = self.grammar(json_schema) if json_schema is not None else None
+        # Forget the cached prefix of the previous call: logits depend (slightly) on how a prompt's tokens were split
+        # between cached and new ones, so a call reproduces its sampled tokens exactly only from the same cache state.
+        # With it, a batch rerun after a crash writes the same rows; prompts within the call still share the cache.
+        self._llm.reset()
         return [self._generate_one(prompt, sampling, grammar) for prompt in prompts]
 
     def _generate_one(self, prompt: Prompt, sampling: Sampling, grammar) -> Generation:
