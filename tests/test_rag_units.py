@@ -138,3 +138,11 @@ def test_instruction_templates_on_manual_sentences():
     # a generic object ("the ends") or a quality word as the subject asks nothing a reader could answer
     assert template_question(Unit("Wrap the ends tightly around the injured limb, covering the dressing.", 0)) is None
     assert template_question(Unit("Prompt first aid measures should be initiated for casualties.", 0)) is None
+
+
+def test_an_item_cut_by_the_chunk_end_is_a_fragment():
+    units, skipped = answerable_units("(1) Hold the dressing directly over the wound with the white side down.\n"
+                                      "(2) Use the other hand to wrap one of the tails around the injured part, "
+                                      "covering about one-half of")
+    assert [u.text for u in units] == ["Hold the dressing directly over the wound with the white side down."]
+    assert skipped["fragment"] == 1

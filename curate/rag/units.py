@@ -188,6 +188,7 @@ def _skip_reason(unit: Unit, min_words: int, max_words: int) -> str | None:
 def answerable_units(text: str, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> tuple[list[Unit], Counter]:
     """The chunk's answerable units in reading order, and the skipped spans counted by reason."""
     blocks, skipped = _blocks(text)
+    last = max((k for k, b in enumerate(blocks) if b[0] != "break"), default=-1)
     candidates: list[Unit] = []
     i = 0
     while i < len(blocks):
@@ -209,8 +210,8 @@ def answerable_units(text: str, min_words: int = MIN_WORDS, max_words: int = MAX
             candidates.append(Unit(_list_text(body, [it for it in items if it]), start, is_list=True))
             i = j
             continue
-        if kind != "para" and body and not _TERMINAL.search(body):
-            body += "."  # a lone item is a statement when it stands alone ("Tell the casualty not to move.")
+        if kind != "para" and body and not _TERMINAL.search(body) and i < last:
+            body += "."  # a lone item is a statement ("Tell the casualty not to move."), unless the chunk cut it
         candidates += _prose_units(body, start, max_words) if body else []
         i += 1
     units = []
