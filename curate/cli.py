@@ -171,7 +171,8 @@ def cmd_export(args) -> int:
         options = ExportOptions(
             format=args.format, reasoning=args.reasoning, fractions=parse_fractions(args.split), seed=args.seed,
             language=args.language or ["en"], name=args.name, pipeline=Path(args.pipeline) if args.pipeline else None,
-            save_to_disk=args.save_to_disk, max_shard_mb=args.max_shard_mb, overwrite=args.overwrite)
+            save_to_disk=args.save_to_disk, max_shard_mb=args.max_shard_mb, overwrite=args.overwrite,
+            context=args.context)
         result = export(args.source, args.output, options)
     except NothingToExport as exc:
         return fail("nothing to export:", exc, NOTHING_USABLE)
@@ -513,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the artifact folder to write")
     p.add_argument("--format", default="messages", help="messages (default), medrescue, alpaca or sharegpt")
     p.add_argument("--reasoning", default="drop", help="chain of thought: drop (default), think_tags or field")
+    p.add_argument("--context", default="omit", help="retrieved passages: omit (default: closed-book SFT) or include "
+                                                      "(RAG-style SFT, the passages in the prompt)")
     p.add_argument("--split", default="train=0.9,validation=0.05,test=0.05", metavar="NAME=FRACTION,...",
                    help="split fractions, summing to 1 (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
