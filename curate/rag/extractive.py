@@ -31,17 +31,18 @@ def words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
-def jaccard(a: str, b: str) -> float:
-    wa, wb = words(a), words(b)
-    return len(wa & wb) / max(len(wa | wb), 1)
+def copies(text: str, examples: tuple[str, ...], threshold: float = 0.7) -> bool:
+    """True when ``text`` shares at least ``threshold`` of its words (Jaccard) with one of ``examples``."""
+    mine = words(text)
+    return any(len(mine & (ex := words(e))) / max(len(mine | ex), 1) >= threshold for e in examples)
 
 
-def pick_units(units: list[Unit], n: int, preferred: set[int] = frozenset()) -> list[Unit]:
-    """At most ``n`` units, in reading order: the ``preferred`` ones (indexes: units a template can ask about) first,
-    then lists, then the spans nearest 25 words (enough to answer something, short enough to be one answer)."""
+def pick_units(units: list[Unit], n: int, preferred: set[int] = frozenset()) -> list[int]:
+    """The indexes of at most ``n`` units, in reading order: the ``preferred`` ones (units a template can ask about)
+    first, then lists, then the spans nearest 25 words (enough to answer something, short enough to be one answer)."""
     ranked = sorted(range(len(units)), key=lambda i: (i not in preferred, not units[i].is_list,
                                                       abs(units[i].words - 25), i))
-    return [units[i] for i in sorted(ranked[:n])]
+    return sorted(ranked[:n])
 
 
 def question_problem(question: str, examples: tuple[str, ...], min_words: int = 4,
@@ -57,7 +58,7 @@ def question_problem(question: str, examples: tuple[str, ...], min_words: int = 
         return "not_a_question"
     if _BARE_PRONOUN.search(question):
         return "unresolved_pronoun"
-    if any(jaccard(question, e) >= 0.6 for e in examples):
+    if copies(question, examples, 0.6):
         return "copied_example"
     return None
 
@@ -84,7 +85,8 @@ def answer_type_problem(question: str, answer: str) -> str | None:
         if asks.search(question) and not needs.search(answer):
             return "wrong_answer_type"
     term = _DEFINES.match(question)
-    if term and not re.match(rf"^(?:an? |the )?{re.escape(term['term'])}s? (?:(?:is|are) (?:a|an|the|one|any)|refers?|means?)\b", answer,
+    defines = r"(?:(?:is|are) (?:a|an|the|one|any)|refers?|means?)\b"
+    if term and not re.match(rf"^(?:an? |the )?{re.escape(term['term'])}s? {defines}", answer,
                              re.I):
         return "wrong_answer_type"
     return None

@@ -6,13 +6,18 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
 - ``extractive`` (answer first; what a small base model such as the embedded Gemma 3 270M can do well): each chunk is
   split into answerable units (``curate.rag.units``: a sentence or short span, a list kept whole; headings, page
   furniture, contents, references and exercise instructions are skipped and counted as ``units_skipped_*``). At most
-  ``units_per_chunk`` units get a question: the LLM writes the question the unit answers (few-shot on off-domain
-  examples, JSON grammar). The question must stand alone (``curate.rag.extractive.question_problem``) and is then
+  ``units_per_chunk`` units get a question (units a template can ask about first). ``question_source``: ``templates``
+  (the default for a base model; no model is loaded) reads the question off the unit's form
+  (``curate.rag.templates``); ``llm`` has the LLM write it (few-shot on off-domain examples, JSON grammar), and
+  ``both`` (the default for an instruction-tuned model) uses the LLM where no template fits. An LLM-written question
+  must stand alone (``curate.rag.extractive.question_problem``) and ask what the unit can answer
+  (``answer_type_problem``: ``wrong_answer_type``). Every question is then
   checked by a round trip: retrieved by that question from the whole index, the unit's own chunk must be among the
   ``round_trip_k`` nearest, and the question-unit cosine similarity must reach ``min_question_similarity``. The answer
   is the unit's text, cited to its chunk and pages; the context holds the ``top_k`` passages the question retrieved
   (more when the unit's chunk ranks lower). Drop reasons: ``no_answerable_unit`` (the chunk row; detail: skipped
-  spans by reason), ``malformed_question``, ``not_a_question``, ``mentions_source``, ``unresolved_pronoun``,
+  spans by reason; ``no_template_question`` with templates only), ``malformed_question``, ``not_a_question``,
+  ``mentions_source``, ``unresolved_pronoun``,
   ``copied_example`` (after ``max_retries`` extra attempts; the raw output kept), ``duplicate_question`` (repeats a
   question kept for the same chunk), ``round_trip_failed``, ``question_off_unit``.
 - ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
@@ -56,7 +61,7 @@ from curate.embed import embed
 from curate.llm import LLMConfig, load_llm
 from curate.llm.base import Generation, Sampling
 from curate.llm.prompts import load_prompt
-from curate.rag.extractive import (answer_type_problem, holds, pick_units, question_problem, round_trip,
+from curate.rag.extractive import (answer_type_problem, copies, holds, pick_units, question_problem, round_trip,
                                    same_question)
 from curate.rag.index import ChunkIndex, resolve
 from curate.rag.templates import template_question
@@ -131,16 +136,6 @@ def parse_unit_question(text: str, examples: tuple[str, ...]) -> str | Failed | 
         return None
     problem = question_problem(question, examples)
     return Failed(problem) if problem else question
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def copies(text: str, examples: tuple[str, ...], threshold: float = 0.7) -> bool:
-    """True when ``text`` shares at least ``threshold`` of its words (Jaccard) with one of ``examples``."""
-    words = _words(text)
-    return any(len(words & (ex := _words(e))) / max(len(words | ex), 1) >= threshold for e in examples)
 
 
 def first_json_object(text: str) -> Any:
@@ -310,14 +305,13 @@ class SynthQA(Stage):
             if not templated:
                 return [], "no_template_question", dict(skipped)
             units, templated = [units[i] for i in templated], {k: t for k, t in enumerate(templated.values())}
-        position = {id(u): i for i, u in enumerate(units)}
         picked = pick_units(units, c.units_per_chunk, set(templated))
-        return [(u, tuple(reversed(templated[position[id(u)]])) if position[id(u)] in templated else ("llm", None))
-                for u in picked], None, dict(skipped)
+        return [(units[i], (templated[i][1], templated[i][0]) if i in templated else ("llm", None)) for i in picked], \
+            None, dict(skipped)
 
     def _llm_questions(self, units: list[Unit], chunks: list[dict]) -> list[tuple[Any, Generation]]:
-        """(question, ``Failed`` or None, generation) for each unit, written by the LLM (retried, seeded by the
-        batch's chunk ids)."""
+        """(question, ``Failed`` reason or None when malformed; last generation) for each unit, written by the LLM
+        (retried, seeded by the batch's chunk ids)."""
         prompts = [self.prompts.render("unit_question", self.llm.instruction_tuned, unit=u.text) for u in units]
         key = ",".join(ch["id"] for ch in chunks) + ":units"
         return self._generate(prompts, key, self.config.unit_question_sampling, UNIT_QUESTION_SCHEMA,

@@ -51,7 +51,8 @@ _CONDITIONAL = re.compile(r"^(?P<conj>If|When|Whenever|Once|After|Before) (?P<co
                           r"(?P<main>.+)$")
 _DEFINITION = re.compile(r"^(?P<det>An?|The) (?P<term>[a-z][a-z-]*(?: [a-z][a-z-]*){0,3}) (?P<verb>is|are) "
                          r"(?:a|an|the|any) ")
-_PROHIBITION = re.compile(r"^(?:DO NOT|Do not|Don’t|Don't|Never) (?P<act>[^.;]{8,120}?),? (?:because|since|as (?!if\b)) ")
+_PROHIBITION = re.compile(r"^(?:DO NOT|Do not|Don’t|Don't|Never) (?P<act>[^.;]{8,120}?),? "
+                          r"(?:because|since|as (?!if\b)) ")
 _ONLY_WHEN = re.compile(r"^(?P<subj>(?:The|A|An) [a-z][\w -]{2,40}?) (?P<modal>should|must) not be "
                         r"(?P<verb>\w+) unless ")
 _PROCEDURE = re.compile(r"^(?P<verb>[A-Z][a-z]+) (?P<obj>[^:;]{5,140}?) by (?:doing the following|looking for|"
@@ -63,8 +64,10 @@ _PRESENT_PASSIVE = re.compile(r"^(?P<subj>The [a-z][\w -]{2,40}?) (?P<be>is|are)
 _LIST_OF = re.compile(r"^(?:The |Some )?(?P<noun>signs|symptoms|causes|types|effects|steps|principles|goals|needs|"
                       r"dangers|complications|rules) of (?P<what>[^:;]{3,80}?) (?:include|are)\b", re.IGNORECASE)
 _NOT_A_TERM = frozenset("first next last same following other only best main most".split())
-_PASSIVE = re.compile(r"^(?P<subj>(?:The |A |An |All |Each |Every )?[A-Za-z][\w’' -]{2,50}?) (?P<modal>should|must) be "
-                      r"(?P<verb>[a-z]+(?:ed|en)|kept|put|left|held|made|done|set|cut|laid|applied) (?P<rest>[^.;]{3,})")
+_PASSIVE = re.compile(r"^(?P<subj>(?:The |A |An |All |Each |Every )?[A-Za-z][\w’' -]{2,50}?) "
+                      r"(?P<modal>should|must) be "
+                      r"(?P<verb>[a-z]+(?:ed|en)|kept|put|left|held|made|done|set|cut|laid|applied) "
+                      r"(?P<rest>[^.;]{3,})")
 
 
 def _unresolved(text: str) -> bool:

@@ -13,7 +13,8 @@ A unit is one of:
   with a pronoun or a demonstrative ("This absence of bleeding ...") stays with the sentence before it.
 
 Text is lightly normalised: soft line breaks joined, ``(Figure 3-2)``-style references and section labels ("2-20.",
-"(3)", "a.") removed (the PDF connector has already mended hyphenation and dropped running headers). Skipped, with the reason counted:
+"(3)", "a.") removed (the PDF connector has already mended hyphenation and dropped running headers). Skipped,
+with the reason counted:
 
 - ``heading``: a short line without final punctuation ("2-20. Tourniquet", "WARNING");
 - ``furniture``: page labels ("1-11"), running titles ("FM 4-25.11/NTRP ..."), figure and table captions;
