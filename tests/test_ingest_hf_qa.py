@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from collections import Counter
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+from pydantic import ValidationError
 
 from curate.ingest import hf_qa, medquad
 from curate.ingest.base import ConnectorError, HubLocation, Reject, SourceSpec
@@ -298,3 +300,115 @@ def test_records_under_a_top_level_key(realdata):
     spec.options = {"records": "nope"}
     with pytest.raises(ConnectorError, match="no top-level key 'nope'; keys are version, description, questions"):
         list(read_source(spec))
+
+
+FIRSTAID = QA / "firstaidqa" / "firstaidqa_v1.json"
+LATIN1_ROWS = [1985, 3352, 3372, 3381]  # FirstAidQA rows whose text is all latin-1 ("déjà vu", "40°C")
+
+
+def firstaid(indexes):
+    items = json.loads(FIRSTAID.read_text(encoding="utf-8"))
+    return [items[i] for i in indexes]
+
+
+def test_a_truncated_jsonl_line_is_one_reject_and_the_other_rows_stay(tmp_path):
+    lines = MEDQA.read_text(encoding="utf-8").splitlines()[:20]
+    whole = write_lines(tmp_path / "whole.jsonl", lines)
+    broken = write_lines(tmp_path / "broken.jsonl", lines[:9] + [lines[9][:200]] + lines[10:])
+    rows, rejects = read(broken, MEDQA_MAPPING)
+    assert len(rows) == 19 and [(r.reason, r.locator) for r in rejects] == [("bad_line", f"{broken}:10")]
+    assert rejects[0].detail.startswith(f"{broken} line 10: Unterminated string starting at: column ")
+    assert rejects[0].raw == lines[9][:200]
+    expected, _ = read(whole, MEDQA_MAPPING)
+    del expected[9]
+    assert [r["provenance"]["locator"] for r in rows] == [r["provenance"]["locator"] for r in expected]
+    assert [turns(r) for r in rows] == [turns(r) for r in expected]
+
+
+def test_json_lines_that_are_not_objects_and_blank_lines(tmp_path):
+    items = firstaid(range(3))
+    path = write_lines(tmp_path / "qa.json", [json.dumps(items[0]), "", json.dumps(list(items[1].values())),
+                                              json.dumps(items[2]), "  "])
+    rows, rejects = read(path)
+    assert [r["provenance"]["locator"] for r in rows] == ["0", "2"]
+    assert [r.detail for r in rejects] == [f"{path} line 3: a JSON list, not an object"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_bom_encodings_read_like_utf8(tmp_path, encoding):
+    items = firstaid([0, *LATIN1_ROWS, 6])  # 6 holds a right quote (U+2019), outside latin-1
+    text = "\n".join(json.dumps(item, ensure_ascii=False) for item in items)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(text, encoding="utf-8")
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(("\ufeff" + text).encode(encoding) if encoding == "utf-16-be" else text.encode(encoding))
+    assert bom.read_bytes()[:2] in (b"\xef\xbb", b"\xff\xfe", b"\xfe\xff")
+    rows, rejects = read(bom)
+    assert rejects == [] and [turns(r) for r in rows] == [turns(r) for r in read(plain)[0]]
+    assert "déjà vu" in turns(rows[1])["assistant"]
+
+
+def test_latin1_csv_is_one_reject_with_the_fix_and_reads_with_the_encoding_option(tmp_path):
+    items = firstaid(LATIN1_ROWS)
+    folder = tmp_path / "qa"
+    folder.mkdir()
+    for name, encoding in (("a_latin1.csv", "latin-1"), ("b_utf8.csv", "utf-8")):
+        with (folder / name).open("w", newline="", encoding=encoding) as f:
+            writer = csv.DictWriter(f, ["question", "answer"])
+            writer.writeheader()
+            writer.writerows(items)
+    rows, rejects = read(folder)
+    assert len(rows) == 4 and all(r["provenance"]["origin"].endswith("b_utf8.csv") for r in rows)
+    offset = (folder / "a_latin1.csv").read_bytes().index("é".encode("latin-1"))
+    assert [(r.reason, r.locator) for r in rejects] == [("bad_encoding", str(folder / "a_latin1.csv"))]
+    assert rejects[0].detail == (f"{folder / 'a_latin1.csv'} is not utf-8: byte 0xe9 at offset {offset} (line 2): "
+                                 "invalid continuation byte; save it as UTF-8, or name its encoding in the source's "
+                                 "options (e.g. 'encoding: latin-1')")
+    rows, rejects = read(folder / "a_latin1.csv", options=hf_qa.Options(encoding="latin-1"))
+    assert rejects == [] and [turns(r)["assistant"] for r in rows] == [item["answer"] for item in items]
+    with pytest.raises(ValidationError, match="unknown encoding 'latin-9x'"):
+        hf_qa.Options(encoding="latin-9x")
+
+
+def test_csv_bad_records_name_their_physical_line(tmp_path):
+    """MedQuAD answers span lines inside quotes, so a record's line number is not its index."""
+    pairs, _ = read(QA / "medquad" / "9_CDC_QA", module=medquad, limit=40)
+    records = [[turns(r)["user"], turns(r)["assistant"]] for r in pairs if "\n" in turns(r)["assistant"]][:4]
+    assert len(records) == 4
+
+    def render(rows):
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer).writerows(rows)
+        return buffer.getvalue()
+
+    head = render([["question", "answer"], *records[:2]])
+    text = head + render([[*records[2], "a third field"], records[3]])
+    path = tmp_path / "medquad.csv"
+    path.write_text(text + '"How is it spread?","Through contact with', encoding="utf-8", newline="")
+    rows, rejects = read(path)
+    assert [turns(r)["assistant"] for r in rows] == [records[i][1] for i in (0, 1, 3)]
+    assert [r["provenance"]["locator"] for r in rows] == ["0", "1", "3"]
+    third, last = head.count("\n") + 1, text.count("\n") + 1
+    assert [r.detail for r in rejects] == [f"{path} line {third}: 3 fields where the header has 2",
+                                           f"{path} line {last}: CSV: unexpected end of data"]
+
+
+def test_broken_and_empty_json_files_are_rejects_not_source_errors(tmp_path):
+    text = json.dumps(firstaid(range(5)), indent=2)
+    broken = tmp_path / "a_broken.json"
+    broken.write_text(text[: len(text) // 2], encoding="utf-8")
+    (tmp_path / "b_empty.jsonl").touch()
+    write_json(tmp_path / "c_good.json", firstaid(range(5, 8)))
+    rows, rejects = read(tmp_path)
+    assert len(rows) == 3
+    assert [r.reason for r in rejects] == ["bad_json", "empty_file"]
+    assert rejects[0].detail.startswith(f"{broken} is neither JSON (") and "nor JSON lines" in rejects[0].detail
+    assert rejects[1].detail == f"{tmp_path / 'b_empty.jsonl'} is empty"
+    header = tmp_path / "header.csv"
+    header.write_text('"question,answer\n' + "\n".join(",".join(item.values()) for item in firstaid([1, 2])))
+    assert [(r.reason, r.locator) for r in read(header)[1]] == [("bad_line", f"{header}:1")]
+
+
+def write_lines(path: Path, lines) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

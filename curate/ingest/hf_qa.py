@@ -8,14 +8,17 @@ Where items come from:
   ``medquad`` connector.
 - otherwise ``spec.hub``: ``datasets.load_dataset(repo, config, split=split, revision=revision)``.
 
-Parquet, JSON lines and CSV files go through ``datasets.load_dataset`` too, so a Hub snapshot on disk reads like the
-Hub.
+Parquet files go through ``datasets.load_dataset`` too, so a Hub snapshot on disk reads like the Hub. JSON lines and
+CSV files are read record by record (``curate.ingest.lines``): a line that does not parse is one ``bad_line`` Reject
+(file, line number, the parser's message) and the other rows go on. Text files are UTF-8, or UTF-8/16/32 with a BOM.
 
 Options:
 
 - ``split``: a local folder: only files with a path part named ``<split>`` or starting ``<split>-``, ``<split>_``,
   ``<split>.`` (``data/train-00000-of-00001.parquet``, ``train.jsonl``; default all files); the Hub: the split to
   load (default ``hub.split``).
+- ``records``: a JSON file holding an object: the top-level key of the list of records.
+- ``encoding``: the text files' encoding when it is not UTF-8 (a Python codec name: ``latin-1``, ``cp1252``...).
 
 Mapping (``spec.mapping``; a column may be nested as ``a.b``):
 
@@ -46,7 +49,9 @@ Output: one ``qa`` row per item: messages (system, user, assistant), reasoning, 
 Hub repo, revision, locator}, meta {options, answer_idx (multiple choice), decision (with long_answer), the ``meta``
 columns}. ``spec.limit`` stops after that many rows.
 
-Rejects: ``empty_question``, ``empty_answer``, ``bad_answer_key`` (no option with that key or text).
+Rejects: ``empty_question``, ``empty_answer``, ``bad_answer_key`` (no option with that key or text); per file:
+``bad_line``, ``bad_encoding`` (naming the byte and the fix), ``bad_json`` (a ``.json`` file that is neither one JSON
+document nor JSON lines), ``empty_file``.
 ConnectorError: an invalid mapping, a mapped column missing from a table (naming the table and its columns), nothing
 readable at the path.
 """
@@ -64,13 +69,13 @@ from typing import Any, Iterable, Iterator
 import datasets
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from curate.ingest import base, medquad
+from curate.ingest import base, lines, medquad
 from curate.ingest.base import ConnectorError, Reject, SourceSpec
 from curate.schema import make_qa
 
 log = logging.getLogger("curate")
 
-BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+SUFFIXES = (".parquet", ".jsonl", ".json", ".csv")
 PAIRS = (
     ("question", "answer"),
     ("Question", "Response"),
@@ -84,7 +89,8 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 class Options(base.Options):
     split: str | None = None
-    records: str | None = None  # JSON files: the top-level key holding the list of records
+    records: str | None = None
+    encoding: lines.Encoding | None = None
 
 
 class Mapping(BaseModel):
@@ -137,7 +143,7 @@ class _Table:
     name: str
     origin: str
     columns: list[str]
-    items: Iterable[tuple[str, dict]]
+    items: Iterable[tuple[str, dict] | Reject]
 
 
 def infer_mapping(columns: list[str]) -> dict[str, str]:
@@ -164,20 +170,26 @@ def read(spec: SourceSpec, options: Options) -> Iterator[dict | Reject]:
         raise ConnectorError(f"source '{spec.name}': invalid mapping: {e}") from e
     kept = 0
     for table in _tables(spec, options):
+        if isinstance(table, Reject):
+            yield table
+            continue
         if mapping.question is None:
             pick = infer_mapping(table.columns)
             log.info("source '%s': no question/answer mapping, inferred %s from %s", spec.name, pick, table.name)
             mapping = mapping.model_copy(update=pick)
         _check_columns(spec, mapping, table)
-        for locator, item in table.items:
-            out = _convert(spec, mapping, table.origin, locator, item)
+        for entry in table.items:
+            if isinstance(entry, Reject):
+                yield entry
+                continue
+            out = _convert(spec, mapping, table.origin, *entry)
             yield out
             kept += not isinstance(out, Reject)
             if spec.limit is not None and kept >= spec.limit:
                 return
 
 
-def _tables(spec: SourceSpec, options: Options) -> Iterator[_Table]:
+def _tables(spec: SourceSpec, options: Options) -> Iterator[_Table | Reject]:
     if spec.path is None:
         if spec.hub is None:
             raise ConnectorError(f"source '{spec.name}' (hf_qa) needs 'path:' or 'hub:' (a 'url:' is read once "
@@ -190,36 +202,52 @@ def _tables(spec: SourceSpec, options: Options) -> Iterator[_Table]:
     files = _files(spec.path, options.split)
     if not files:
         wanted = f" of split '{options.split}'" if options.split else ""
-        raise ConnectorError(f"source '{spec.name}': no {', '.join(BUILDERS)} files{wanted} at {spec.path}")
+        raise ConnectorError(f"source '{spec.name}': no {', '.join(SUFFIXES)} files{wanted} at {spec.path}")
     for file in files:
-        yield _file_table(file, options.records)
+        yield _file_table(file, options)
 
 
 def _files(path: Path, split: str | None) -> list[Path]:
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in BUILDERS and p.is_file())
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
     if split:
         part = re.compile(rf"{re.escape(split)}([-_.]|$)")
         files = [p for p in files if any(part.match(name) for name in p.relative_to(path).parts)]
     return files
 
 
-def _file_table(file: Path, records: str | None = None) -> _Table:
-    if file.suffix.lower() == ".json":
+def _file_table(file: Path, options: Options) -> _Table | Reject:
+    suffix = file.suffix.lower()
+    if suffix == ".parquet":
+        dataset = _load(str(file), "parquet", data_files=str(file), split="train")
+        return _dataset_table(dataset, file.name, str(file))
+    text = lines.decode(file, options.encoding)
+    if isinstance(text, Reject):
+        return text
+    if not text.strip():
+        return Reject("empty_file", f"{file} is empty", str(file))
+    if suffix == ".csv":
+        columns, items = lines.csv_records(file, text)
+        return _Table(file.name, str(file), columns, items) if columns else items[0]  # the header's bad_line
+    if suffix == ".json":
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            data = None  # JSON lines in a .json file: datasets reads those
-        if data is not None:
-            if records is not None:
-                if not isinstance(data, dict) or records not in data:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            items = lines.json_lines(file, text)
+            if all(isinstance(item, Reject) for item in items):
+                return Reject("bad_json", f"{file} is neither JSON ({e}) nor JSON lines", str(file))
+        else:
+            if options.records is not None:
+                if not isinstance(data, dict) or options.records not in data:
                     keys = ", ".join(data) if isinstance(data, dict) else "none (the file holds a list)"
-                    raise ConnectorError(f"{file} has no top-level key '{records}'; keys are {keys}")
-                data = data[records]
+                    raise ConnectorError(f"{file} has no top-level key '{options.records}'; keys are {keys}")
+                data = data[options.records]
             return _json_table(data, file)
-    dataset = _load(str(file), BUILDERS[file.suffix.lower()], data_files=str(file), split="train")
-    return _dataset_table(dataset, file.name, str(file))
+    else:
+        items = lines.json_lines(file, text)
+    columns = list(dict.fromkeys(key for item in items if not isinstance(item, Reject) for key in item[1]))
+    return _Table(file.name, str(file), columns, items)
 
 
 def _json_table(data: Any, file: Path) -> _Table:
