@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import pypdf
@@ -157,17 +160,34 @@ def test_missing_path_and_empty_folder(tmp_path):
         ingest(tmp_path)
 
 
-def test_download_from_url_with_cache_and_sha256(tmp_path, monkeypatch):
+@pytest.fixture
+def served(tmp_path):
+    """A folder served over HTTP on localhost (a real server: fetch speaks plain urllib to it)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def fetched(url: str, sha256: str | None = None) -> list[dict]:
+    spec = SourceSpec(name="wash", kind="pdf", url=url, sha256=sha256, license="unknown")
+    return [r for r in read_source(spec) if isinstance(r, dict)]
+
+
+def test_download_from_url_with_cache_and_sha256(tmp_path, monkeypatch, served):
     monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
-    source = tmp_path / "wash_factsheet.pdf"
+    folder, base_url = served
+    source = folder / "wash_factsheet.pdf"
     shutil.copy(WASH, source)
-    url = source.as_uri()
+    url = f"{base_url}/wash_factsheet.pdf"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     cache = tmp_path / "cache" / "downloads"
-
-    def fetched(url: str, sha256: str | None = None) -> list[dict]:
-        spec = SourceSpec(name="wash", kind="pdf", url=url, sha256=sha256, license="unknown")
-        return [r for r in read_source(spec) if isinstance(r, dict)]
 
     rows = fetched(url)
     assert [row["page"] for row in rows] == [1, 2] and rows[0]["doc_id"] == "wash_factsheet"
@@ -180,13 +200,24 @@ def test_download_from_url_with_cache_and_sha256(tmp_path, monkeypatch):
     assert [row["text"] for row in pinned] == [row["text"] for row in rows]
     assert pinned[0]["provenance"]["revision"] == digest.upper()
 
-    (tmp_path / "other.pdf").write_bytes(b"%PDF-1.4 not the file we pinned")
+    (folder / "other.pdf").write_bytes(b"%PDF-1.4 not the file we pinned")
     with pytest.raises(ConnectorError, match=f"sha256 {hashlib.sha256(b'%PDF-1.4 not the file we pinned').hexdigest()}"
                                              f", expected {'0' * 64}"):
-        fetched((tmp_path / "other.pdf").as_uri(), "0" * 64)
+        fetched(f"{base_url}/other.pdf", "0" * 64)
     assert len(list(cache.iterdir())) == 1  # nothing half-written or unverified is left in the cache
-    with pytest.raises(ConnectorError, match="cannot download"):
-        fetched((tmp_path / "missing.pdf").as_uri())
+    with pytest.raises(ConnectorError, match="cannot download .*/missing.pdf: HTTP Error 404"):
+        fetched(f"{base_url}/missing.pdf")
+
+
+@pytest.mark.parametrize("url, scheme", [(WASH.resolve().as_uri(), "file:"), ("ftp://127.0.0.1/wash.pdf", "ftp:"),
+                                         (str(WASH), "a URL without a scheme")])
+def test_download_takes_http_and_https_only(tmp_path, monkeypatch, url, scheme):
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConnectorError) as error:
+        fetched(url)
+    assert str(error.value) == (f"cannot download {url}: only http and https URLs are downloaded, not {scheme}; "
+                                "give a local file as 'path:'")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_clean_pages_on_synthetic_layout():

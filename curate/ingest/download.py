@@ -2,7 +2,8 @@
 
 ``fetch`` keeps one verified copy per URL under ``CURATE_CACHE`` (default ``~/.cache/curate/downloads``). A file
 is written under a temporary name and renamed only once its hash is known (and matches, when one is pinned), so
-nothing half-downloaded or unverified is ever read.
+nothing half-downloaded or unverified is ever read. Only http and https URLs are fetched: a ``file://`` URL would
+let a catalog entry read any local file under the name of a download.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from curate.ingest.base import ConnectorError
 from curate.io import file_sha256
 
+SCHEMES = ("http", "https")
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("CURATE_CACHE", "~/.cache/curate")).expanduser() / "downloads"
@@ -28,6 +31,10 @@ def url_name(url: str) -> str:
 
 def fetch(url: str, expected_sha256: str | None = None, folder: Path | None = None) -> tuple[Path, str]:
     """The cached copy of ``url`` (downloaded if missing or not matching ``expected_sha256``) and its sha256."""
+    scheme = urllib.parse.urlparse(url).scheme.lower()
+    if scheme not in SCHEMES:
+        raise ConnectorError(f"cannot download {url}: only http and https URLs are downloaded, not "
+                             f"{f'{scheme}:' if scheme else 'a URL without a scheme'}; give a local file as 'path:'")
     folder = folder or cache_dir()
     expected = expected_sha256.lower() if expected_sha256 else None
     name = url_name(url)
