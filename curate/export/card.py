@@ -6,7 +6,8 @@ task categories, size category, tags, ``dataset_info`` (features, split sizes) a
 split to its ``data/<split>-*`` shards, so ``datasets.load_dataset(folder_or_repo)`` finds the splits. The body holds a
 summary, a sources table, the stages with their parameters, the export's format, reasoning and context mode
 (closed-book or RAG-style, also a tag), filter statistics, a sample row per split and kind (images summarised),
-limitations and a medical disclaimer. The card never holds a token, a local path of a source or image bytes.
+limitations and a medical disclaimer; non-commercial and share-alike conditions stand right under the title. The
+card never holds a token, a local path of a source or image bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from curate import __version__
-from curate.export.licenses import LicenseDecision, normalise
+from curate.export.licenses import LicenseDecision, normalise, notices
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
@@ -136,6 +137,7 @@ def _summary(ctx: CardContext) -> str:
     lic = ctx.license
     text = [
         f"# {ctx.name}",
+        *(f"> {line}." for line in notices(lic)),
         f"{ctx.total:,} supervised fine-tuning examples ({kinds}) in the `{ctx.format}` format, built with curate "
         f"{__version__} from {len([s for s in ctx.sources if s.rows])} source(s).",
         _table(["split", "rows"], [[s, f"{d.rows:,}"] for s, d in ctx.splits.items()]),

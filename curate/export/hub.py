@@ -6,6 +6,11 @@ from main if missing) that adds every file of the folder and deletes the repo's 
 that the folder no longer has, so stale shards never join a split. ``dry_run`` lists what would be uploaded (paths
 and sizes) and needs no token.
 
+A new repo is private unless ``private=False``; an existing repo whose visibility differs from the one asked for is
+refused, never silently reused. The licence gate reads the ``source`` and ``license`` columns of ``data/*.parquet``:
+rows under a licence that does not allow publishing (``licenses.blocks_publishing``) stop the push, dry run too,
+with the sources named, unless every such licence is in ``allow_licenses``.
+
 The token comes from ``token=``, else ``HF_TOKEN`` or the saved login (``huggingface_hub.get_token``). It goes to
 ``HfApi`` and nowhere else: it is never printed or logged, the folder's text files are checked not to contain it
 before anything is sent, and every Hub error is re-raised as ``PushFailed`` with the token scrubbed from the message
@@ -17,10 +22,16 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
+import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+from huggingface_hub.errors import RepositoryNotFoundError
+
+from curate.export import licenses
 
 log = logging.getLogger("curate")
 
@@ -37,6 +48,10 @@ class PushError(Exception):
 
 class PushFailed(PushError):
     """The Hub refused or the upload broke; the message is scrubbed of the token and says how to retry."""
+
+
+class PushRefused(PushError):
+    """The push would publish what it must not: rows whose licence forbids it, or a repo of the other visibility."""
 
 
 @dataclass
@@ -95,19 +110,57 @@ def _stale(remote: list[str], files: list[UploadFile]) -> list[str]:
     return sorted(p for p in remote if p.startswith(MANAGED) and p not in ours)
 
 
-def _retry(folder: Path, repo_id: str, revision: str | None, private: bool | None) -> str:
-    flags = (f" --revision {revision}" if revision else "") + (" --private" if private else "")
+def row_licenses(folder: Path) -> dict[str, set[str | None]]:
+    """{source: the licences its rows carry} over the artifact's data shards."""
+    found: dict[str, set[str | None]] = {}
+    for shard in sorted((folder / "data").glob("*.parquet")):
+        if not {"source", "license"} <= set(pq.read_schema(shard).names):
+            raise PushError(f"{shard} has no source and license columns, so its licences cannot be checked; "
+                            "export the run again with this curate")
+        table = pq.read_table(shard, columns=["source", "license"])
+        for source, lic in zip(table["source"].to_pylist(), table["license"].to_pylist()):
+            found.setdefault(source, set()).add(lic)
+    return found
+
+
+def _refuse_licenses(folder: Path, allowed: set[str]) -> None:
+    blocked = sorted((str(source), lic or "") for source, lics in row_licenses(folder).items()
+                     for lic in lics if licenses.blocks_publishing(lic) and licenses.key(lic) not in allowed)
+    if blocked:
+        names = ", ".join(f"{source} ({lic or 'no licence given'})" for source, lic in blocked)
+        flags = " ".join(sorted({f"--allow-license {shlex.quote(licenses.key(lic))}" for _, lic in blocked}))
+        raise PushRefused(f"refusing to push {folder}: rows from {names} carry a licence that does not allow "
+                          "publishing them (all rights reserved, no-derivatives or unknown terms). Leave those "
+                          f"sources out of the export, or, if you hold the rights, pass {flags}")
+
+
+def _check_visibility(api: HfApi, repo_id: str, private: bool) -> None:
+    try:
+        existing = api.repo_info(repo_id, repo_type="dataset").private
+    except RepositoryNotFoundError:
+        return
+    if existing != private:
+        have, want = ("private", "public") if existing else ("public", "private")
+        raise PushRefused(f"dataset {repo_id} exists and is {have}, but a {want} push was asked for: change its "
+                          f"visibility in the repo's settings on the Hub, or push with "
+                          f"{'--public' if want == 'private' else 'the default (private)'} to keep it {have}")
+
+
+def _retry(folder: Path, repo_id: str, revision: str | None, private: bool) -> str:
+    flags = (f" --revision {revision}" if revision else "") + ("" if private else " --public")
     return (f"The local artifact {folder} is unchanged; fix the cause and retry with: "
             f"curate push {folder} --repo {repo_id}{flags}")
 
 
-def push(folder: str | Path, repo_id: str, *, private: bool | None = None, revision: str | None = None,
-         message: str | None = None, token: str | None = None, dry_run: bool = False) -> PushResult:
+def push(folder: str | Path, repo_id: str, *, private: bool = True, revision: str | None = None,
+         message: str | None = None, token: str | None = None, dry_run: bool = False,
+         allow_licenses: Iterable[str] = ()) -> PushResult:
     """Upload the artifact ``folder`` to the dataset repo ``repo_id`` (or, with ``dry_run``, say what would go)."""
     folder = Path(folder)
     if not REPO_ID.match(repo_id):
         raise PushError(f"repo id '{repo_id}' must look like ORG/NAME")
     files = artifact_files(folder)
+    _refuse_licenses(folder, {licenses.key(name) for name in allow_licenses})
     result = PushResult(repo_id, revision, files, dry_run)
     if dry_run:
         return result
@@ -116,6 +169,7 @@ def push(folder: str | Path, repo_id: str, *, private: bool | None = None, revis
     log.info("pushing %d files (%d bytes) from %s to dataset %s", len(files), result.total_bytes, folder, repo_id)
     try:
         api = HfApi(token=token)
+        _check_visibility(api, repo_id, private)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
@@ -124,6 +178,8 @@ def push(folder: str | Path, repo_id: str, *, private: bool | None = None, revis
         operations += [CommitOperationDelete(path_in_repo=p) for p in result.deleted]
         info = api.create_commit(repo_id, operations, repo_type="dataset", revision=revision,
                                  commit_message=message or f"Upload dataset ({len(files)} files) with curate")
+    except PushRefused:
+        raise
     except Exception as exc:  # every failure, re-raised with the token scrubbed
         detail = scrub(f"{type(exc).__name__}: {exc}", token)
         raise PushFailed(f"push to {repo_id} failed: {detail}. {_retry(folder, repo_id, revision, private)}") from None

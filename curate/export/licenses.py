@@ -12,6 +12,9 @@ warning to check compatibility. A licence that is not in the table, or none at a
 a warning naming the sources; so does ``all-rights-reserved`` material, with a warning that it may not be
 redistributed. CC 3.0 licences (the IGO ones too) allow adaptations under a later version with the
 same elements, so WHO's cc-by-nc-sa-3.0-igo material is published under cc-by-nc-sa-4.0.
+
+``blocks_publishing`` says which licences a push must refuse (all rights reserved, no-derivatives, unknown: none
+given, ``other`` or a licence not in the table); ``notices`` the non-commercial and share-alike lines that head a card.
 """
 
 from __future__ import annotations
@@ -119,3 +122,26 @@ def _covering(known: list[str], needed: frozenset[str]) -> str | None:
     order = list(TABLE)
     covering = [lic for lic in known if TABLE[lic] >= needed]
     return max(covering, key=order.index) if covering else None
+
+
+def key(text: str | None) -> str:
+    """A licence string as compared by ``--allow-license``: the table id, else the text lower-cased, else unknown."""
+    return normalise(text) or (text.strip().lower() if text and text.strip() else "unknown")
+
+
+def blocks_publishing(text: str | None) -> bool:
+    """Whether rows under this licence may not be published: all rights reserved, no-derivatives or unknown terms."""
+    lic = normalise(text)
+    return lic is None or lic == RESERVED or ND in TABLE[lic]
+
+
+def notices(decision: LicenseDecision) -> list[str]:
+    """One line each for the non-commercial and the share-alike conditions of a mix, naming the sources that set it."""
+    lines = []
+    for condition, text in ((NC, "**Non-commercial:** the licence of {} forbids commercial use of this data"),
+                            (SA, "**Share-alike:** the licence of {} requires adaptations of this data to be shared "
+                                 "under the same licence")):
+        names = sorted(n for n, lic in decision.per_source.items() if condition in TABLE.get(lic, ()))
+        if names:
+            lines.append(text.format(", ".join(f"{n} ({decision.per_source[n]})" for n in names)))
+    return lines
