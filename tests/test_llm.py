@@ -18,7 +18,8 @@ import pytest
 
 from curate.llm import LLMConfig, Sampling, TransientError, is_instruction_tuned, load_llm
 from curate.llm.chat import fold_system, gemma_prompt
-from curate.llm.openai import OpenAICompatibleLLM, OpenAIConfigError, backoff_delay, parse_retry_after
+from curate.llm.openai import OpenAICompatibleLLM, OpenAIConfigError, backoff_delay, parse_retry_after, strict_schema
+from curate.quality.judge import SCHEMA as JUDGE_SCHEMA
 
 FEW_SHOT = ("Q: Which organ pumps blood around the body?\nA: The heart.\n\n"
             "Q: Which organ filters the blood to make urine?\nA: The kidneys.\n\n"
@@ -386,6 +387,22 @@ def test_request_shapes(scripted):
     capped = off.generate("x", json_schema=SCHEMA)
     assert script.requests[-1]["path"] == "/v1/completions" and "response_format" not in script.requests[-1]["body"]
     assert capped.finish_reason == "length"
+
+
+def test_strict_json_schema_closes_every_object(scripted):
+    url, script = scripted
+    client(url).generate("Grade it.", json_schema=JUDGE_SCHEMA)
+    sent = script.requests[-1]["body"]["response_format"]["json_schema"]
+    assert sent["strict"] and sent["schema"] == {**JUDGE_SCHEMA, "additionalProperties": False}
+    assert "additionalProperties" not in JUDGE_SCHEMA  # the caller's schema is not changed
+    nested = {"type": "object", "$defs": {"cite": {"type": "object", "properties": {"page": {"type": "integer"}}}},
+              "properties": {"properties": {"type": "string"},  # a field named like the keyword
+                             "answers": {"type": "array", "items": {"anyOf": [{"$ref": "#/$defs/cite"},
+                                                                             {"type": "object", "properties": {}}]}}}}
+    closed = strict_schema(nested)
+    assert closed["additionalProperties"] is False and closed["$defs"]["cite"]["additionalProperties"] is False
+    assert closed["properties"]["properties"] == {"type": "string"}
+    assert [s.get("additionalProperties") for s in closed["properties"]["answers"]["items"]["anyOf"]] == [None, False]
 
 
 def test_retries_honour_retry_after_then_succeed(scripted):

@@ -67,3 +67,12 @@ def test_parse_scores_accepts_only_five_integer_grades():
     assert parse_scores(json.dumps({**good, "safety": 6})) is None
     assert parse_scores(json.dumps({**good, "safety": True})) is None
     assert parse_scores('{"faithfulness": 5}') is None and parse_scores("5/5") is None
+
+
+def test_parse_scores_reads_an_unconstrained_reply():
+    """Without a grammar (transformers) the model runs on after the object, or starts with a list marker."""
+    good = {c: 4 for c in CRITERIA}
+    few_shot_run_on = json.dumps(good) + "\n\nQuestion: How long should a burn be cooled?\nAnswer: 20 minutes.\n"
+    assert parse_scores(few_shot_run_on) == good
+    assert parse_scores("Scores:\n1. " + json.dumps(good, indent=2) + "\nThe answer is safe.") == good
+    assert parse_scores("Scores: faithfulness 4, accuracy 4") is None

@@ -3,11 +3,13 @@
 A prompt is either a plain string (sent as is: the few-shot form used for base models) or a list of chat messages
 (``[{"role": ..., "content": ...}]``, formatted with the model's chat template: the form for instruction-tuned
 models). ``json_schema`` asks the backend to constrain or request JSON output (llama.cpp grammar, OpenAI
-``response_format``); callers still parse and validate the text, because not every backend can enforce it.
+``response_format``); callers still parse and validate the text, because not every backend can enforce it:
+``first_json_object`` reads a reply whether or not it was constrained.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
@@ -73,3 +75,13 @@ class LLM:
 
     def close(self) -> None:
         """Release the model or connections."""
+
+
+def first_json_object(text: str) -> Any:
+    """The first JSON object in a reply. A backend without a grammar (transformers, a server that ignores
+    ``response_format``) wraps it in other text, e.g. ``1. {...}`` then the next few-shot block; raw newlines inside
+    strings are allowed. Raises ValueError when there is none."""
+    start = text.find("{")
+    if start < 0:
+        raise ValueError("no JSON object in the reply")
+    return json.JSONDecoder(strict=False).raw_decode(text, start)[0]

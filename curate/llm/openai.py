@@ -26,7 +26,8 @@ Failures fall in three kinds, because the synthesis stage treats them differentl
 With a ``json_schema`` the request carries ``response_format``. ``json_mode`` picks its dialect: ``json_schema``
 (OpenAI, vLLM, Ollama, llama.cpp's server: ``{"type": "json_schema", "json_schema": {"name", "schema",
 "strict"}}``), ``json_object`` (llama-cpp-python's server: ``{"type": "json_object", "schema": ...}``, enforced on
-chat/completions only) or ``off`` for servers that reject both. A server may also ignore the field; either way
+chat/completions only) or ``off`` for servers that reject both. A strict ``json_schema`` gets
+``additionalProperties: false`` on every object (``strict_schema``). A server may also ignore the field; either way
 callers parse and validate the text, and retry, as for any unconstrained output.
 """
 
@@ -87,6 +88,23 @@ def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | No
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+def strict_schema(schema: dict) -> dict:
+    """A copy of ``schema`` with ``additionalProperties: false`` on every object, as strict ``json_schema`` output
+    requires (the hosted OpenAI API rejects a strict schema without it)."""
+    out = dict(schema)
+    if out.get("type") == "object" or "properties" in out:
+        out["additionalProperties"] = False
+    for key in ("properties", "$defs", "definitions"):
+        if isinstance(out.get(key), dict):
+            out[key] = {name: strict_schema(sub) for name, sub in out[key].items()}
+    if isinstance(out.get("items"), dict):
+        out["items"] = strict_schema(out["items"])
+    for key in ("anyOf", "allOf", "oneOf", "prefixItems"):
+        if isinstance(out.get(key), list):
+            out[key] = [strict_schema(sub) for sub in out[key]]
+    return out
+
+
 def _finish_reason(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
@@ -138,7 +156,8 @@ class OpenAICompatibleLLM(LLM):
             body["stop"] = list(sampling.stop)
         if json_schema is not None and self.json_mode == "json_schema":
             body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "output", "schema": json_schema, "strict": True}}
+                                       "json_schema": {"name": "output", "schema": strict_schema(json_schema),
+                                                       "strict": True}}
         elif json_schema is not None and self.json_mode == "json_object":
             body["response_format"] = {"type": "json_object", "schema": json_schema}
         if isinstance(prompt, str):

@@ -1,10 +1,11 @@
 """``judge``: an LLM grades each QA pair on a fixed rubric; low scores and unsafe answers are dropped.
 
 Rubric (``prompts/judge.v1.yaml``): faithfulness to the row's ``context``, medical accuracy, relevance, clarity and
-safety, each 1-5, asked for as JSON (grammar-constrained on llama.cpp, ``response_format`` on servers). A reply
-that is still malformed after ``max_retries`` extra attempts leaves the row unscored: dropped with reason
-``judge_unscored`` (the raw reply in the detail) unless ``on_unscored: keep``; it is never counted as a pass. A
-backend ``TransientError`` fails the batch without marking it done, so a rerun retries it.
+safety, each 1-5, asked for as JSON (grammar-constrained on llama.cpp, ``response_format`` on servers) and read
+with ``first_json_object``, so an unconstrained reply (transformers) that wraps the object in other text still
+counts. A reply that is still malformed after ``max_retries`` extra attempts leaves the row unscored: dropped with
+reason ``judge_unscored`` (the raw reply in the detail) unless ``on_unscored: keep``; it is never counted as a pass.
+A backend ``TransientError`` fails the batch without marking it done, so a rerun retries it.
 
 Consumes ``kind``, ``messages``, ``context`` (optional); rows other than ``qa``/``vqa`` pass through unjudged.
 Produces ``judge_scores`` ({criterion: int}) and ``judge_score`` (their mean); drops ``judge_unsafe`` (safety below
@@ -27,7 +28,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from curate.llm import LLMConfig, load_llm
-from curate.llm.base import Sampling
+from curate.llm.base import Sampling, first_json_object
 from curate.llm.prompts import load_prompt
 from curate.stage import DROP, DROP_DETAIL, Stage, StageConfig, rows
 
@@ -50,7 +51,7 @@ class JudgeConfig(StageConfig):
 def parse_scores(text: str) -> dict[str, int] | None:
     """The five integer scores in 1..5 from a judge reply, or None when anything is missing or out of range."""
     try:
-        data = json.loads(text, strict=False)
+        data = first_json_object(text)
         scores = {c: data[c] for c in CRITERIA}
     except (ValueError, KeyError, TypeError):
         return None

@@ -59,7 +59,7 @@ from pydantic import Field
 
 from curate.embed import embed
 from curate.llm import LLMConfig, load_llm
-from curate.llm.base import Generation, Sampling
+from curate.llm.base import Generation, Sampling, first_json_object
 from curate.llm.prompts import load_prompt
 from curate.rag.extractive import (answer_type_problem, copies, holds, pick_units, question_problem, round_trip,
                                    same_question)
@@ -136,16 +136,6 @@ def parse_unit_question(text: str, examples: tuple[str, ...]) -> str | Failed | 
         return None
     problem = question_problem(question, examples)
     return Failed(problem) if problem else question
-
-
-def first_json_object(text: str) -> Any:
-    """The first JSON object in a reply. A backend without a grammar (transformers, a server that ignores
-    ``response_format``) wraps it in other text, e.g. ``1. {...}`` then the next few-shot block; raw newlines inside
-    strings are allowed. Raises ValueError when there is none."""
-    start = text.find("{")
-    if start < 0:
-        raise ValueError("no JSON object in the reply")
-    return json.JSONDecoder(strict=False).raw_decode(text, start)[0]
 
 
 def parse_questions(text: str, n: int, min_chars: int, examples: tuple[str, ...] = ()) -> list[str] | None:
