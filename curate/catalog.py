@@ -1,4 +1,4 @@
-"""The source catalog: one YAML file per upstream source in ``sources/``.
+"""The source catalog: one YAML file per upstream source in ``curate/sources/`` (package data, so a wheel has it).
 
 Each entry says what kind of connector reads the source, where it lives (a Hub dataset pinned to a revision, a URL
 with its sha256, or a local path), its licence and attribution, and how its columns map onto the record schema.
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from curate.ingest.base import HubLocation, SourceSpec
 
-REPO_SOURCES = Path(__file__).resolve().parents[1] / "sources"
+BUILTIN_SOURCES = Path(__file__).resolve().parent / "sources"
 
 
 class Location(BaseModel):
@@ -72,7 +72,7 @@ class CatalogError(Exception):
 
 def catalog_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("CURATE_SOURCES", "").split(os.pathsep) if p]
-    return [d for d in [REPO_SOURCES, *extra] if d.is_dir()]
+    return [d for d in [BUILTIN_SOURCES, *extra] if d.is_dir()]
 
 
 def load_catalog(dirs: list[Path] | None = None) -> dict[str, CatalogEntry]:

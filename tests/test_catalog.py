@@ -1,8 +1,13 @@
-"""The source catalog in sources/: every file loads, follows the conventions, and `curate sources` prints it."""
+"""The source catalog in curate/sources/: every file loads, follows the conventions, and `curate sources` prints it."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -10,10 +15,10 @@ import yaml
 from rich.console import Console
 
 from curate import cli
-from curate.catalog import REPO_SOURCES, CatalogEntry, CatalogError, load_catalog
+from curate.catalog import BUILTIN_SOURCES, CatalogEntry, CatalogError, load_catalog
 from curate.ingest import CONNECTORS, validate_options
 
-FILES = sorted(REPO_SOURCES.glob("*.yaml"))
+FILES = sorted(BUILTIN_SOURCES.glob("*.yaml"))
 ALLOWED_LICENSES = {
     "apache-2.0", "mit", "cc0-1.0", "cc-by-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-sa-3.0-igo", "public-domain",
     "ifrc-noncommercial",   # IFRC terms: non-commercial copies with the source acknowledged (not a CC licence)
@@ -30,7 +35,7 @@ KEBAB = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 @pytest.fixture(scope="module")
 def catalog() -> dict[str, CatalogEntry]:
-    return load_catalog([REPO_SOURCES])
+    return load_catalog([BUILTIN_SOURCES])
 
 
 @pytest.fixture
@@ -59,7 +64,7 @@ def test_names_are_unique(tmp_path: Path) -> None:
     assert len(names) == len(set(names))
     (tmp_path / "copy.yaml").write_text(FILES[0].read_text())
     with pytest.raises(CatalogError, match="already defined"):
-        load_catalog([REPO_SOURCES, tmp_path])
+        load_catalog([BUILTIN_SOURCES, tmp_path])
 
 
 def test_hub_entries_have_a_split_and_a_revision(catalog: dict[str, CatalogEntry]) -> None:
@@ -149,3 +154,28 @@ def test_sources_show_prints_the_entry(catalog: dict[str, CatalogEntry], wide_co
 def test_sources_show_unknown_name_is_invalid(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["sources", "show", "no-such-source"]) == cli.INVALID
     assert "no source 'no-such-source'" in capsys.readouterr().err
+
+
+def test_a_wheel_ships_the_catalog(tmp_path: Path) -> None:
+    """Built from a copy of the project (the build writes build/ and egg-info beside its sources) and installed into a
+    folder: the installed package finds every catalog entry."""
+    root = BUILTIN_SOURCES.parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "curate", src / "curate", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path / "dist")],
+                   check=True, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("curate-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"curate/sources/{f.name}" for f in FILES} <= names
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(tmp_path / "site"), str(wheel)],
+                   check=True)
+    code = "import curate.catalog as c; print(c.__file__); print(' '.join(sorted(c.load_catalog())))"
+    listed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, text=True, capture_output=True,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site"), "CURATE_SOURCES": ""})
+    module, names = listed.stdout.splitlines()
+    assert Path(module) == tmp_path / "site" / "curate" / "catalog.py"  # the installed wheel, not this checkout
+    assert names.split() == sorted(yaml.safe_load(f.read_text())["name"] for f in FILES)

@@ -19,7 +19,7 @@ from curate.ingest.base import ConnectorError, HubLocation, Reject, SourceSpec
 QA = Path(__file__).parents[1] / ".." / "shared" / "realdata" / "qa"
 MEDQA = QA / "medqa" / "medqa_usmle_4opt_test.jsonl"
 MEDQA_MAPPING = {"question": "question", "options": "options", "answer_key": "answer_idx", "answer": "answer",
-                 "meta": ["meta_info"]}  # as in sources/medqa-usmle-4-options.yaml, plus meta
+                 "meta": ["meta_info"]}  # as in curate/sources/medqa-usmle-4-options.yaml, plus meta
 
 
 def read(path=None, mapping=None, module=hf_qa, options=None, **spec):
