@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 # machine use TORCH="torch" (or your CUDA build) and then `make gpu`.
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= embedded,dev,fast
+EXTRAS ?= embedded,dev,fast,ray
 # llama-cpp-python compiles llama.cpp with -march=native, which uses Intel AMX tile instructions wherever the CPU
 # reports AMX; a virtual machine that reports AMX without enabling it kills the process (SIGILL in
 # ggml_backend_amx_mul_mat) at the first matrix multiply. On x86_64 we keep the native build (AVX-512 where the CPU

@@ -172,7 +172,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from curate.ablate import load_ablation, run_ablation, set_table, variants_table
+    from curate.deliver.ablate import load_ablation, run_ablation, set_table, variants_table
     from curate.progress import Progress
 
     started = time.perf_counter()

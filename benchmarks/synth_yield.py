@@ -26,7 +26,6 @@ import json
 import random
 import shutil
 import time
-from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq

@@ -43,10 +43,12 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, object]:
 
 
 def cmd_run(args) -> int:
+    from curate.executors import ExecutorSpec
     from curate.pipeline import PipelineError, load_plan
     from curate.progress import Progress
     from curate.report import print_report
-    from curate.runner import StageFailed, run_plan
+    from curate.run import run_plan
+    from curate.steps import StepFailed
 
     try:
         plan = load_plan(args.pipeline, args.run_dir,
@@ -56,8 +58,13 @@ def cmd_run(args) -> int:
         return fail("invalid pipeline", exc, INVALID)
     for w in plan.warnings:
         errors.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    executor = plan.executor
+    if args.executor or args.workers:
+        executor = executor.model_copy(update={k: v for k, v in (("kind", args.executor), ("workers", args.workers))
+                                               if v})
+        executor = ExecutorSpec.model_validate(executor.model_dump())
     if args.dry_run:
-        console.print(plan_table(plan))
+        console.print(plan_table(plan, executor))
         return OK
     from curate.export.artifact import NothingToExport
     from curate.export.hub import PushError
@@ -65,20 +72,23 @@ def cmd_run(args) -> int:
 
     try:
         with Progress(enabled=not args.no_progress, console=errors) as progress:
-            report = run_plan(plan, force=args.force, progress=progress, push=not args.no_push)
+            report = run_plan(plan, force_step=args.force, progress=progress, push=not args.no_push,
+                              executor=executor)
     except NothingToExport as exc:
         return fail("nothing to export:", exc, NOTHING_USABLE)
     except ValueError as exc:
         return fail("error:", exc, INVALID)
-    except (StageFailed, PushError, FinetuneError) as exc:
+    except (StepFailed, PushError, FinetuneError) as exc:
         errors.print(f"[red]failed:[/red] {exc}. Completed steps are kept; rerun to resume.", highlight=False)
         return FAILED
     print_report(report.to_json(), console)
     return OK if report.rows_out else NOTHING_USABLE
 
 
-def plan_table(plan) -> Table:
-    table = Table(title=f"plan: {plan.name} -> {plan.run_dir}", title_justify="left")
+def plan_table(plan, executor) -> Table:
+    width = f", {executor.workers} workers" if executor.kind != "serial" else ""
+    table = Table(title=f"plan: {plan.name} -> {plan.run_dir} ({executor.kind} executor{width})",
+                  title_justify="left")
     for col in ("step", "what", "where / config"):
         table.add_column(col)
     for spec in plan.sources:
@@ -88,7 +98,7 @@ def plan_table(plan) -> Table:
         table.add_row("01-ingest", f"{spec.name} [{spec.kind}, {spec.license}]{limit}", where)
     for p in plan.stages:  # the keys the pipeline sets; `curate run --help` and the stage docs list defaults
         cfg = json.dumps(p.stage.config.model_dump(mode="json", exclude_unset=True), ensure_ascii=False)
-        table.add_row(p.dirname, p.stage.name + (f" x{p.workers}" if p.workers > 1 else ""), cfg)
+        table.add_row(p.dirname, p.stage.name + (f" x{p.workers}" if p.workers else ""), cfg)
     if plan.export:
         table.add_row("export", plan.export.format, json.dumps(plan.export.model_dump(mode="json", exclude_unset=True)))
     if plan.finetune:
@@ -103,7 +113,8 @@ def cmd_ingest(args) -> int:
     from curate.pipeline import SourceRef, check_source, resolve_source
     from curate.progress import Progress
     from curate.report import print_report
-    from curate.runner import RunReport, ingest
+    from curate.rowsteps import ingest
+    from curate.run import RunReport
 
     try:
         catalog = load_catalog()
@@ -195,8 +206,8 @@ def cmd_push(args) -> int:
     from curate.export.hub import PushError, PushFailed, push
 
     try:
-        result = push(args.folder, args.repo, private=True if args.private else None, revision=args.revision,
-                      message=args.message, dry_run=args.dry_run)
+        result = push(args.folder, args.repo, private=not args.public, revision=args.revision,
+                      message=args.message, dry_run=args.dry_run, allow_licenses=args.allow_license)
     except PushFailed as exc:
         return fail("failed:", exc, FAILED)
     except PushError as exc:
@@ -242,7 +253,7 @@ def cmd_filter(args) -> int:
     from curate.progress import Progress
     from curate.quality.apply import FilterError, load_filters, run_filters
     from curate.report import print_report
-    from curate.runner import StageFailed
+    from curate.steps import StepFailed
 
     try:
         plan = load_filters(args.config)
@@ -250,7 +261,7 @@ def cmd_filter(args) -> int:
             report = run_filters(Path(args.input), Path(args.output), plan, progress=progress)
     except FilterError as exc:
         return fail("invalid filter", exc, INVALID)
-    except StageFailed as exc:
+    except StepFailed as exc:
         return fail("failed:", exc, FAILED)
     print_report(report.to_json(), console)
     return OK if report.rows_out else NOTHING_USABLE
@@ -259,11 +270,11 @@ def cmd_filter(args) -> int:
 def cmd_ablate(args) -> int:
     from rich.markup import escape
 
-    from curate.ablate import AblationError, load_ablation, run_ablation, set_table, variants_table
+    from curate.deliver.ablate import AblationError, load_ablation, run_ablation, set_table, variants_table
     from curate.evaluate import EvalError
     from curate.export.artifact import NothingToExport
     from curate.progress import Progress
-    from curate.runner import StageFailed
+    from curate.steps import StepFailed
     from curate.train.run import FinetuneError
 
     try:
@@ -286,7 +297,7 @@ def cmd_ablate(args) -> int:
     except EvalError as exc:
         errors.print(f"[red]refused:[/red] {escape(str(exc))}", highlight=False)
         return INVALID
-    except (StageFailed, FinetuneError) as exc:
+    except (StepFailed, FinetuneError) as exc:
         return fail("failed:", exc, FAILED)
     console.print(variants_table(result))
     for name in result["sets"]:
@@ -296,7 +307,7 @@ def cmd_ablate(args) -> int:
 
 
 def _single_stage_report(name: str, out: Path, stats) -> dict:
-    from curate.runner import RunReport
+    from curate.run import RunReport
 
     return RunReport(name, str(out), __version__, stats.seconds, [stats], str(out), stats.rows_out).to_json()
 
@@ -325,7 +336,7 @@ def cmd_synth(args) -> int:
     from curate.progress import Progress
     from curate.rag import synth_folder
     from curate.report import print_report
-    from curate.runner import StageFailed
+    from curate.steps import StepFailed
 
     index = Path(args.index)
     if not (index / "chunks").is_dir() or not (index / "chroma").is_dir():
@@ -338,7 +349,7 @@ def cmd_synth(args) -> int:
             stats = synth_folder(index, Path(args.output), config, args.batch_size, progress)
     except ValidationError as exc:
         return fail("invalid synth config", exc, INVALID)
-    except StageFailed as exc:
+    except StepFailed as exc:
         return fail("failed:", exc, FAILED)
     print_report(_single_stage_report(f"synth {index}", Path(args.output), stats), console)
     return OK if stats.rows_out else NOTHING_USABLE
@@ -460,7 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline")
     p.add_argument("--run-dir", help="where stage outputs go (default: the pipeline's run_dir or runs/NAME)")
     p.add_argument("--dry-run", action="store_true", help="validate sources, options and stages; print the plan")
-    p.add_argument("--force", metavar="STAGE", help="redo this stage (name or folder) and every stage after it")
+    p.add_argument("--force", metavar="STEP", help="redo this step (a stage's name or folder, ingest, export, push, "
+                                                  "finetune, compare, evaluate) and every step after it")
+    p.add_argument("--executor", choices=["serial", "processes", "ray"],
+                   help="where row stages run (default: the pipeline's executor:, else serial)")
+    p.add_argument("--workers", type=int, help="processes or Ray workers per stage (default 2)")
     p.add_argument("--source-path", action="append", metavar="NAME=PATH",
                    help="read source NAME from a local copy in the same format (repeatable)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -530,10 +545,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="upload an export folder to a Hugging Face Hub dataset repo")
     p.add_argument("folder")
     p.add_argument("--repo", required=True, metavar="ORG/NAME")
-    p.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
+    visibility = p.add_mutually_exclusive_group()
+    visibility.add_argument("--private", action="store_true", help="a private repo (the default)")
+    visibility.add_argument("--public", action="store_true", help="a public repo; an existing repo of the other "
+                            "visibility is refused either way")
+    p.add_argument("--allow-license", action="append", default=[], metavar="NAME",
+                   help="push rows under this licence although it does not allow publishing (all-rights-reserved, "
+                        "unknown, ...): only if you hold the rights; repeatable")
     p.add_argument("--revision", metavar="BRANCH", help="push to this branch (created from main if missing)")
     p.add_argument("-m", "--message", help="commit message")
-    p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded, with sizes")
+    p.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded, with sizes, "
+                   "after the same licence check")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("inspect", help="counts per split and source, and a few rows, of an export or stage folder")
@@ -549,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_filter)
 
     p = sub.add_parser("ablate", help="train one recipe on several row sets of a run (raw vs curated, ...) and "
-                                      "compare the models on held-out sets with paired intervals (curate.ablate)")
+                                      "compare the models on held-out sets with paired intervals")
     p.add_argument("ablation", help="ablation YAML: pipeline, variants, and optionally export, finetune, evaluate")
     p.add_argument("--run-dir", help="the pipeline's run folder (default: the ablation's run_dir or the pipeline's)")
     p.add_argument("-o", "--output", help="ablation folder (default: RUN_DIR/ablate/NAME)")

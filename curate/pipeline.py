@@ -17,26 +17,35 @@ Example (``pipelines/*.yaml``)::
     export: {format: messages}                    # optional: see curate.deliver
     finetune: {recipe: ../finetune/gemma3-270m-cpu-lora.yaml}
 
-Every stage entry is ``stage: NAME`` plus that stage's config keys (and optionally ``name:`` for its folder,
-``workers:`` for parallel batches and ``batch_size:`` for rows per batch: small batches checkpoint slow stages
-often). Unknown keys anywhere are errors, so ``curate run --dry-run`` catches typos.
+    executor: {kind: processes, workers: 2}       # optional: serial (default), processes, ray (curate.executors)
+
+Every stage entry is ``stage: NAME`` plus that stage's config keys (and optionally ``name:`` for its folder, a slug
+of ``[a-z0-9_-]``, ``workers:`` for its width under a parallel executor and ``batch_size:`` for rows per batch: small
+batches checkpoint slow stages often). Unknown keys anywhere are errors, so ``curate run --dry-run`` catches typos.
+A plan is a flat list of steps (``Plan.steps``); building it imports configs only, never a model or library.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate.catalog import CatalogError, load_catalog
-from curate.deliver import EvaluateSpec, ExportSpec, FinetuneSpec, load_recipe_for, local_path
+from curate.deliver.specs import EvaluateSpec, ExportSpec, FinetuneSpec, load_recipe_for, local_path
+from curate.executors import ExecutorSpec
 from curate.ingest import CONNECTORS, ConnectorError, validate_options
 from curate.ingest.base import SourceSpec
+from curate.rowsteps import IngestStep, StageStep
 from curate.schema import COLUMNS
-from curate.stage import Stage, stage_class
+from curate.stage import stage_class
+from curate.steps import Step
+
+SLUG = re.compile(r"^[a-z0-9_-]+$")
 
 
 class SourceRef(BaseModel):
@@ -64,29 +73,45 @@ class PipelineFile(BaseModel):
     stages: list[dict[str, Any]] = Field(default_factory=list)
     export: ExportSpec | None = None
     finetune: FinetuneSpec | None = None
-
-
-@dataclass
-class PlannedStage:
-    dirname: str
-    stage: Stage
-    workers: int = 1
-    batch_size: int | None = None
+    executor: ExecutorSpec | Literal["serial", "processes", "ray"] = Field(default_factory=ExecutorSpec)
 
 
 @dataclass
 class Plan:
-    """A validated pipeline: resolved sources and instantiated stages, ready to run."""
+    """A validated pipeline: resolved sources and instantiated stages, ready to run; ``effective`` is the pipeline
+    as run (``--set`` and ``--source-path`` applied)."""
 
     name: str
     path: Path
     run_dir: Path
     batch_size: int
     sources: list[SourceSpec]
-    stages: list[PlannedStage]
+    stages: list[StageStep]
     warnings: list[str] = field(default_factory=list)
     export: ExportSpec | None = None
     finetune: FinetuneSpec | None = None
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    effective: dict = field(default_factory=dict)
+
+    def steps(self, push: bool = True) -> list[Step]:
+        """Every step in order: ingest, the stages, then export, push (unless ``push`` is False), finetune, compare
+        and evaluate as configured."""
+        from curate.deliver.steps import CompareStep, EvaluateStep, ExportStep, FinetuneStep, PushStep
+
+        steps: list[Step] = [IngestStep(self.sources, self.batch_size), *self.stages]
+        if self.export is not None:
+            steps.append(ExportStep(self.export))
+            if self.export.push is not None and push:
+                steps.append(PushStep(self.export.push))
+        if self.finetune is not None:
+            base = self.path.parent
+            recipe = load_recipe_for(self.finetune, base)
+            steps.append(FinetuneStep(recipe))
+            if self.finetune.compare is not None:
+                steps.append(CompareStep(self.finetune.compare, recipe.model))
+            if self.finetune.evaluate is not None:
+                steps.append(EvaluateStep(self.finetune.evaluate, recipe.model, base))
+        return steps
 
 
 class PipelineError(Exception):
@@ -141,21 +166,24 @@ def check_source(spec: SourceSpec) -> list[str]:
 
 
 def plan_stage_entries(entries: list[dict[str, Any]], start: int, available: set[str] | None = None,
-                       base: Path | None = None) -> tuple[list[PlannedStage], list[str]]:
+                       base: Path | None = None, batch_size: int = 256) -> tuple[list[StageStep], list[str]]:
     """Stages instantiated from YAML entries, numbered from ``start``, and every problem found.
 
     With ``available`` (the columns the first stage will see), each stage's declared inputs are checked against
     what the earlier stages produce; with ``base`` (the pipeline's folder), relative paths in stage configs are
     read from there.
     """
-    stages: list[PlannedStage] = []
+    stages: list[StageStep] = []
     problems: list[str] = []
     for i, entry in enumerate(entries, start=start):
         entry = dict(entry)
         name = entry.pop("stage", None)
         label = entry.pop("name", name)
-        workers = int(entry.pop("workers", 1))
-        batch_size = entry.pop("batch_size", None)
+        workers = entry.pop("workers", None)
+        size = entry.pop("batch_size", None)
+        if not isinstance(label, str) or not SLUG.match(label):
+            problems.append(f"stage {i} ({name}): name {label!r} must be a slug of [a-z0-9_-] (it names a folder)")
+            continue
         try:
             stage = stage_class(name)(entry)
             if base is not None:
@@ -168,7 +196,7 @@ def plan_stage_entries(entries: list[dict[str, Any]], start: int, available: set
             if missing:
                 problems.append(f"stage {i} ({name}) needs column(s) {missing} that no earlier stage produces")
             available = available | set(stage.outputs)
-        stages.append(PlannedStage(f"{i:02d}-{label}", stage, workers, batch_size and int(batch_size)))
+        stages.append(StageStep(f"{i:02d}-{label}", stage, int(size or batch_size), workers and int(workers)))
     return stages, problems
 
 
@@ -230,13 +258,25 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
         sources.append(src)
     problems += [f"--source-path {k}: no source of that name in the pipeline" for k in overrides]
 
-    stages, stage_problems = plan_stage_entries(spec.stages, start=2, available=set(COLUMNS), base=base)
+    stages, stage_problems = plan_stage_entries(spec.stages, start=2, available=set(COLUMNS), base=base,
+                                                batch_size=spec.batch_size)
     problems += stage_problems + _check_finetune(spec, base)
     if problems:
         raise PipelineError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
     out = _resolve_path(spec.run_dir, base) if spec.run_dir else Path("runs") / spec.name
+    executor = ExecutorSpec(kind=spec.executor) if isinstance(spec.executor, str) else spec.executor
+    effective = {**raw, "sources": [_effective_source(r, s) for r, s in zip(
+        [r for r in spec.sources if r.enabled], sources)]}
     return Plan(spec.name, path, Path(run_dir) if run_dir else out, spec.batch_size, sources, stages, warnings,
-                spec.export, spec.finetune)
+                spec.export, spec.finetune, executor, effective)
+
+
+def _effective_source(ref: SourceRef, spec: SourceSpec) -> dict:
+    """A source entry as run: its path is the resolved one (``--source-path`` applied)."""
+    entry = ref.model_dump(mode="json", exclude_defaults=True)
+    if spec.path is not None:
+        entry["path"] = str(spec.path)
+    return entry
 
 
 def _check_finetune(spec: PipelineFile, base: Path) -> list[str]:
@@ -255,7 +295,7 @@ def _check_finetune(spec: PipelineFile, base: Path) -> list[str]:
 
 def _check_evaluate(spec: EvaluateSpec, base: Path) -> list[str]:
     """The held-out set must be readable before anything trains (it is read again, whole, by the step)."""
-    from curate.evaluate import SetError, load_eval_set
+    from curate.evaluate.sets import SetError, load_eval_set
 
     try:
         load_eval_set(local_path(spec.set, base), path=local_path(spec.path, base), split=spec.split,

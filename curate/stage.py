@@ -1,10 +1,9 @@
 """The stage contract: a pure function over a batch of rows, with declared columns and a validated config.
 
 A stage maps ``dict[str, list] -> dict[str, list]``. To drop a row it sets the ``_drop`` column to a short reason
-code (and optionally ``_drop_detail`` to a score or sentence); the runner moves such rows to the stage's
-``rejects.jsonl`` and counts them by reason. Because the contract is a plain batch function, the same stage runs
-under the curate runner, under ``datasets.Dataset.map(stage, batched=True, num_proc=N)`` and under Ray Data's
-``map_batches``.
+code (and optionally ``_drop_detail`` to a score or sentence); the step running it (``curate.rowsteps``) moves such
+rows to the stage's ``rejects.jsonl`` and counts them by reason. Where a batch runs is the executor's business
+(``curate.executors``: in this process, a process pool, Ray Data); the output is the same under each.
 
 Example::
 
@@ -16,10 +15,15 @@ Example::
         def process_batch(self, batch):
             return {**batch, "text": [t.upper() for t in batch["text"]]}
 
-A stage that needs a model loads it in ``setup()``, called once per worker before the first batch. A stage whose
-result depends on rows it has seen before (dedup, chunking across pages, indexing) sets ``stateful = True``: the
-runner then feeds it every batch in order in one process, never resumes it half-way, and calls ``finish()`` after
-the last batch for any rows it still holds.
+A stage that needs a model loads it in ``setup()``, called once per worker before its first batch; an executor keeps
+such a stage in a long-lived worker (a process, a Ray actor). Batches are independent: a stage sees each batch once,
+in any process, in any order. Two declarations let stages whose work spans batches run anywhere:
+
+- ``group_by``: columns whose rows must stay in one batch (``chunk``: a document's pages); batches are cut only
+  where the group changes.
+- ``Reducer``: a stage whose verdict on a row depends on the rows before it (``dedup``, ``index``). Its expensive part,
+  ``sketch(batch)`` (signatures, embeddings), runs per batch in parallel; ``consume(sketch)`` then runs in one place,
+  over the sketches in batch order, and returns the drop columns. Called directly, a Reducer does both per batch.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class Stage:
     Config: ClassVar[type[StageConfig]] = StageConfig
     inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[dict[str, pa.DataType]] = {}
-    stateful: ClassVar[bool] = False
+    group_by: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict | StageConfig | None = None):
         self.config = config if isinstance(config, self.Config) else self.Config.model_validate(config or {})
@@ -71,19 +75,42 @@ class Stage:
         """What else, besides the config, decides this stage's output (e.g. a prompt file's sha256)."""
         return []
 
-    def finish(self) -> dict[str, list] | None:
-        """Stateful stages: rows still held after the last batch (or None)."""
-        return None
+    def ready(self) -> bool:
+        """``setup()`` unless this instance has run it; True when it ran now."""
+        if self._ready:
+            return False
+        self.setup()
+        self._ready = True
+        return True
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        if not self._ready:
-            self.setup()
-            self._ready = True
+        self.ready()
         return self.process_batch(batch)
 
     def __getstate__(self) -> dict:
         # Workers get the config, never a loaded model: they call setup() themselves.
         return {"config": self.config, "counters": Counter(), "run_dir": self.run_dir, "_ready": False}
+
+
+class Reducer(Stage):
+    """A stage decided in order over the whole input: ``sketch`` each batch anywhere, then ``consume`` the sketches
+    in batch order in one place (``begin`` first). ``consume`` returns the batch's ``_drop``/``_drop_detail``
+    columns, or nothing when it drops no row."""
+
+    def begin(self) -> None:
+        """Start an empty state for ``consume`` (no model needed)."""
+
+    def sketch(self, batch: dict[str, list]) -> object:
+        raise NotImplementedError
+
+    def consume(self, sketch: object) -> dict[str, list]:
+        raise NotImplementedError
+
+    def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
+        if not getattr(self, "_begun", False):
+            self.begin()
+            self._begun = True
+        return {**batch, **self.consume(self.sketch(batch))}
 
 
 class Filter(Stage):
@@ -145,19 +172,3 @@ def stage_class(name: str) -> type[Stage]:
         raise UnknownStage(f"unknown stage '{name}'; known stages: {', '.join(sorted(STAGES)) or 'none'}")
     module, _, cls = STAGES[name].partition(":")
     return getattr(importlib.import_module(module), cls)
-
-
-def map_dataset(dataset, stage: Stage, num_proc: int | None = None, batch_size: int = 256):
-    """Run ``stage`` with ``datasets.Dataset.map(batched=True)``; returns (kept, dropped) datasets.
-
-    The same batch function the runner calls; this is how a stage scales to many local processes. (Ray Data:
-    ``ds.map_batches(stage, batch_format="numpy")`` then filter on ``_drop``.)
-    """
-    mapped = dataset.map(stage, batched=True, batch_size=batch_size, num_proc=num_proc,
-                         remove_columns=[c for c in dataset.column_names])
-    if DROP not in mapped.column_names:
-        return mapped, mapped.select([])
-    marks = [c for c in (DROP, DROP_DETAIL) if c in mapped.column_names]
-    kept = mapped.filter(lambda r: not r, input_columns=[DROP]).remove_columns(marks)
-    dropped = mapped.filter(lambda r: bool(r), input_columns=[DROP])
-    return kept, dropped

@@ -14,7 +14,7 @@ import yaml
 
 from rich.console import Console
 
-from curate.ablate import AblationError, load_ablation, set_table, variants_table
+from curate.deliver.ablate import AblationError, load_ablation, set_table, variants_table
 from curate.cli import main
 from curate.io import read_jsonl
 from test_finetune import FIRSTAID, TINY_TRAIN, _recipe, tiny_gemma3n, tokenizer  # noqa: F401 (fixtures)

@@ -22,8 +22,10 @@ import yaml
 from PIL import Image
 
 from curate.cli import main
+from curate.deliver.specs import ExportSpec
+from curate.deliver.steps import ExportStep
+from curate.executors.serial import SerialExecutor
 from curate.export.artifact import ExportError, ExportOptions, NothingToExport, export, resolve_input
-from curate.deliver import ExportSpec, export_step
 from curate.export.formats import CAPTION_PROMPT, CONTEXT_MODES, FORMATS, REASONING_MODES, NotSFT, example, to_messages
 from curate.export.licenses import decide
 from curate.export.splits import assign_splits, group_keys, parse_fractions
@@ -31,9 +33,12 @@ from curate.ingest import vqa
 from curate.ingest.base import SourceSpec
 from curate.io import write_json, write_parquet
 from curate.pipeline import load_plan
-from curate.runner import ingest, run_plan
+from curate.progress import Progress
+from curate.rowsteps import ingest
+from curate.run import run_plan
 from curate.schema import arrow_schema_for, make_image, make_page, make_qa
 from curate.stage import Stage, columns, register, rows
+from curate.steps import Context, run_step
 
 FIRSTAID = "qa/firstaidqa/firstaidqa_v1.json"
 WHO_PFA = "pdf/who_psychological_first_aid_field_workers_2011.pdf"
@@ -485,11 +490,16 @@ def test_context_is_omitted_by_default_and_included_on_request(generated_folder,
 
 
 def test_context_mode_is_part_of_the_export_steps_fingerprint(generated_folder, tmp_path):
-    closed, fp_closed = export_step(ExportSpec(splits={"train": 1.0}), generated_folder, tmp_path, "rows-fp")
-    again, fp_again = export_step(ExportSpec(splits={"train": 1.0}), generated_folder, tmp_path, "rows-fp")
+    def export_step(spec):
+        ctx = Context(tmp_path, tmp_path, SerialExecutor(), Progress(enabled=False), rows=generated_folder,
+                      fp="rows-fp")
+        stats, record = run_step(ExportStep(spec), ctx)
+        return stats, record["fingerprint"]
+
+    closed, fp_closed = export_step(ExportSpec(splits={"train": 1.0}))
+    again, fp_again = export_step(ExportSpec(splits={"train": 1.0}))
     assert not closed.cached and again.cached and fp_again == fp_closed
-    rag, fp_rag = export_step(ExportSpec(splits={"train": 1.0}, context="include"), generated_folder, tmp_path,
-                              "rows-fp")
+    rag, fp_rag = export_step(ExportSpec(splits={"train": 1.0}, context="include"))
     assert not rag.cached and fp_rag != fp_closed
     first = split_tables(tmp_path / "export")["train"][0]
     assert first["messages"][0]["content"].startswith("Context:\n[1] ")

@@ -1,4 +1,4 @@
-"""The quality stages run from a pipeline YAML by ``curate.runner`` and from ``curate filter`` on real FirstAidQA."""
+"""The quality stages run from a pipeline YAML by ``curate.run`` and from ``curate filter`` on real FirstAidQA."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 from curate.cli import main
 from curate.io import read_jsonl
 from curate.pipeline import load_plan
-from curate.runner import run_plan
+from curate.run import run_plan
 
 FIRSTAID = "qa/firstaidqa/firstaidqa_v1.json"
 EVAL40 = "qa/firstaidqa/eval_questions_40.json"

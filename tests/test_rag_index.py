@@ -9,7 +9,7 @@ import yaml
 from curate.embed import load_embedder
 from curate.pipeline import load_plan
 from curate.rag.index import ChunkIndex, IndexUnavailable
-from curate.runner import run_plan
+from curate.run import run_plan
 
 
 @pytest.fixture(scope="module")

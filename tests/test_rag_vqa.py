@@ -19,7 +19,7 @@ from curate.ingest.base import SourceSpec
 from curate.io import read_jsonl
 from curate.pipeline import load_plan
 from curate.rag.vqa import CAPTION_QUESTION, SynthVQA, evidence_sentence
-from curate.runner import run_plan
+from curate.run import run_plan
 from curate.schema import MODALITY_CUIS
 from curate.stage import DROP
 

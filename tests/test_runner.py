@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 from curate.cli import main
-from curate.io import count_rows, read_jsonl
+from curate.executors import ExecutorSpec
+from curate.io import read_jsonl
 from curate.pipeline import PipelineError, load_plan
-from curate.runner import StageFailed, run_plan
-from curate.stage import DROP, Stage, map_dataset, register, stage_class
+from curate.run import run_plan
+from curate.stage import Stage, register
+from curate.steps import StepFailed
 
 FIRSTAID = "qa/firstaidqa/firstaidqa_v1.json"
 
@@ -64,10 +66,10 @@ def test_rerun_is_cached_and_config_change_reruns_only_that_stage(tmp_path, real
     changed = run_plan(load_plan(path, tmp_path / "run"))
     assert [s.cached for s in changed.stages] == [True, False]
     assert changed.stages[1].rows_out > again.stages[1].rows_out
-    forced = run_plan(load_plan(path, tmp_path / "run"), force="ingest")
+    forced = run_plan(load_plan(path, tmp_path / "run"), force_step="ingest")
     assert [s.cached for s in forced.stages] == [False, False]
     with pytest.raises(ValueError, match="no such step"):
-        run_plan(load_plan(path, tmp_path / "run"), force="nope")
+        run_plan(load_plan(path, tmp_path / "run"), force_step="nope")
 
 
 def test_partial_stage_resumes_batch_by_batch(tmp_path, realdata):
@@ -98,7 +100,7 @@ def test_parallel_workers_match_sequential(tmp_path, realdata):
     seq = write_pipeline(tmp_path, realdata, [{"stage": "select", "min_chars": 250}])
     run_plan(load_plan(seq, tmp_path / "seq"))
     par = write_pipeline(tmp_path, realdata, [{"stage": "select", "min_chars": 250, "workers": 2}])
-    run_plan(load_plan(par, tmp_path / "par"))
+    run_plan(load_plan(par, tmp_path / "par"), executor=ExecutorSpec(kind="processes"))
     assert table(tmp_path / "par" / "02-select") == table(tmp_path / "seq" / "02-select")
     assert read_jsonl(tmp_path / "par" / "02-select" / "rejects.jsonl") == \
         read_jsonl(tmp_path / "seq" / "02-select" / "rejects.jsonl")
@@ -138,7 +140,7 @@ register("undeclared", f"{__name__}:Undeclared")
 
 def test_undeclared_output_column_fails_clearly(tmp_path, realdata, capsys):
     path = write_pipeline(tmp_path, realdata, [{"stage": "undeclared"}], limit=50)
-    with pytest.raises(StageFailed, match="undeclared column"):
+    with pytest.raises(StepFailed, match="undeclared column"):
         run_plan(load_plan(path, tmp_path / "run"))
     assert main(["run", str(path), "--run-dir", str(tmp_path / "run2"), "--no-progress"]) == 3
 
@@ -151,13 +153,3 @@ def test_cli_run_and_report(tmp_path, realdata, capsys):
     assert "kind: 50" in capsys.readouterr().out
 
 
-def test_stage_runs_under_datasets_map(tmp_path, realdata):
-    path = write_pipeline(tmp_path, realdata, [], limit=300)
-    run_plan(load_plan(path, tmp_path / "run"))
-    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "run/01-ingest/*.parquet"), split="train")
-    stage = stage_class("select")({"min_chars": 300})
-    kept, dropped = map_dataset(ds, stage, num_proc=2, batch_size=64)
-    expected = sum(len("\n".join(m["content"] for m in r["messages"]).strip()) >= 300 for r in ds)
-    assert kept.num_rows == expected and kept.num_rows + dropped.num_rows == 300
-    assert set(dropped[DROP]) == {"too_short"} and DROP not in kept.column_names
-    assert count_rows(tmp_path / "run" / "01-ingest") == 300

@@ -13,11 +13,20 @@ tests), ``models`` (loading, fingerprints, precision), ``run`` (evaluate, compar
                    eval_set, "runs/eval/firstaid", tuned_adapter="runs/finetune/firstaid")
 """
 
-from curate.evaluate.models import EvalError, LoadedModel, add_adapter, load_model
-from curate.evaluate.run import (EvalSettings, SettingsMismatch, compare_models, compare_runs, evaluate,
-                                 evaluate_loaded, read_run)
-from curate.evaluate.sets import EvalItem, EvalSet, SetError, load_eval_set
+from importlib import import_module
 
-__all__ = ["EvalError", "EvalItem", "EvalSet", "EvalSettings", "LoadedModel", "SetError", "SettingsMismatch",
-           "add_adapter", "compare_models", "compare_runs", "evaluate", "evaluate_loaded", "load_eval_set",
-           "load_model", "read_run"]
+# Names resolve on first use (PEP 562), so importing ``curate.evaluate.settings`` to validate a pipeline loads no
+# model or scoring code.
+_EXPORTS = {
+    "EvalError": "models", "LoadedModel": "models", "add_adapter": "models", "load_model": "models",
+    "EvalSettings": "settings", "SettingsMismatch": "run", "compare_models": "run", "compare_runs": "run",
+    "evaluate": "run", "evaluate_loaded": "run", "read_run": "run",
+    "EvalItem": "sets", "EvalSet": "sets", "SetError": "sets", "load_eval_set": "sets",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'curate.evaluate' has no attribute '{name}'")
+    return getattr(import_module(f"curate.evaluate.{_EXPORTS[name]}"), name)

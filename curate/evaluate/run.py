@@ -47,9 +47,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Callable, Iterator
 
 from curate import __version__
 from curate.evaluate import judge as judging
@@ -58,9 +56,16 @@ from curate.evaluate.lexical import rouge_l, token_f1
 from curate.evaluate.loglik import check_supported, option_logprobs, reference_nll, supports_tokens
 from curate.evaluate.mcq import final_answer, parse_choice, parse_decision
 from curate.evaluate.models import EvalError, LoadedModel, add_adapter, check_adapter, load_model
-from curate.evaluate.prompts import (EvalPrompts, answer_continuation, load_eval_prompts, option_continuations,
-                                     prompt_sha256, task_prompt)
+from curate.evaluate.prompts import (
+    EvalPrompts,
+    answer_continuation,
+    load_eval_prompts,
+    option_continuations,
+    prompt_sha256,
+    task_prompt,
+)
 from curate.evaluate.sets import EvalItem, EvalSet, load_eval_set
+from curate.evaluate.settings import EvalSettings
 from curate.io import read_json, read_jsonl, write_json, write_jsonl
 from curate.llm import LLMConfig, Sampling
 from curate.llm.base import Prompt
@@ -73,30 +78,6 @@ COMPARED = ("prompt", "scoring", "choices", "decoding", "precision", "judge", "b
 
 class SettingsMismatch(EvalError):
     """Two runs were not made the same way, so comparing them would measure the difference in setup."""
-
-
-class EvalSettings(BaseModel):
-    """How items are asked and scored; identical settings are what make two runs comparable."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field("eval.v1", description="prompt file: packaged name or YAML path")
-    style: Literal["chat", "completion"] = Field("chat", description="chat turns (any Gemma) or plain completion")
-    shots: int = Field(3, ge=0, description="few-shot examples per prompt (at most those in the prompt file)")
-    scoring: Literal["generate", "loglik"] = Field("generate", description="choice items: parse greedy output, "
-                                                                            "or pick the most probable option")
-    choices: Literal["text", "letters"] = Field("text", description="loglik scoring: each option's text after the "
-                                                                    "bare question (base models, as "
-                                                                    "lm-evaluation-harness), or the letters of "
-                                                                    "listed options (instruction-tuned models)")
-    max_tokens_choice: int = Field(32, ge=1, description="tokens generated for a choice item")
-    max_tokens_open: int = Field(256, ge=1, description="tokens generated for an open answer")
-    judge_retries: int = Field(2, ge=0, description="judge retries after malformed output")
-    judge_max_tokens: int = Field(160, ge=16, description="tokens the judge may write")
-    resamples: int = Field(stats.RESAMPLES, ge=100, description="bootstrap resamples")
-    level: float = Field(stats.LEVEL, gt=0, lt=1, description="confidence level of the intervals")
-    seed: int = Field(0, description="bootstrap seed")
-    batch_size: int = Field(8, ge=1, description="items per generate call and per progress step")
 
 
 def decoding(settings: EvalSettings, task: str) -> Sampling:

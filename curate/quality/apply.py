@@ -33,9 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate import __version__
 from curate.io import count_rows, read_schema, write_json
-from curate.pipeline import PlannedStage, plan_stage_entries
+from curate.pipeline import plan_stage_entries
 from curate.progress import Progress
-from curate.runner import RunReport, file_state, fingerprint, run_stages
+from curate.rowsteps import StageStep, run_stages
+from curate.run import RunReport
+from curate.steps import file_state, fingerprint
 
 
 class FilterError(Exception):
@@ -51,7 +53,7 @@ class FilterFile(BaseModel):
 @dataclass
 class FilterPlan:
     batch_size: int
-    stages: list[PlannedStage]
+    stages: list[StageStep]
 
 
 def load_filters(path: str | Path) -> FilterPlan:
@@ -60,13 +62,13 @@ def load_filters(path: str | Path) -> FilterPlan:
         spec = FilterFile.model_validate(yaml.safe_load(Path(path).read_text()))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise FilterError(f"{path}: {exc}") from exc
-    stages, problems = plan_stage_entries(spec.stages, start=1)
+    stages, problems = plan_stage_entries(spec.stages, start=1, batch_size=spec.batch_size)
     if problems:
         raise FilterError("\n".join(problems))
     return FilterPlan(spec.batch_size, stages)
 
 
-def _check_columns(source: Path, stages: list[PlannedStage]) -> None:
+def _check_columns(source: Path, stages: list[StageStep]) -> None:
     schema = read_schema(source)
     if schema is None:
         raise FilterError(f"{source} has no part-*.parquet files: give a stage or ingest folder of a curate run")
@@ -83,9 +85,9 @@ def run_filters(source: Path, out: Path, plan: FilterPlan, progress: Progress | 
     started = time.perf_counter()
     _check_columns(source, plan.stages)
     out.mkdir(parents=True, exist_ok=True)
-    all_stats, folder, _ = run_stages(plan.stages, source, out, fingerprint("filter-input", file_state(source)),
-                                   plan.batch_size, progress)
+    all_stats, ctx = run_stages(plan.stages, source, out, fingerprint("filter-input", file_state(source)),
+                                progress=progress)
     report = RunReport(f"filter {source}", str(out), __version__, time.perf_counter() - started, all_stats,
-                       str(folder), count_rows(folder))
+                       str(ctx.rows), count_rows(ctx.rows))
     write_json(out / "report.json", report.to_json())
     return report

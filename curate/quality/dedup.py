@@ -1,9 +1,13 @@
 """``dedup``: drop rows that repeat an earlier row exactly, nearly (MinHash LSH) or in meaning (embeddings).
 
-Stateful: the runner feeds every batch in order in one process, so the first occurrence is always the one kept and
-the result is the same on every run. Rows are compared across sources (a synthesized pair repeating a Hub pair is
-a duplicate) and across batches. Every row seen is remembered, dropped ones included, so a chain of small edits
-(A, A', A'') drops both later rows.
+A ``Reducer``, so it runs on any executor with the same result: ``sketch`` does the expensive part of each batch
+anywhere (normalised text, its exact key, shingles, MinHash signatures and LSH band keys, embeddings), then
+``consume`` walks the sketches in input order in one place, looking each row up among the rows before it (the LSH
+band buckets find the candidates). So the first occurrence is always the one kept, whatever executor ran the
+batches: a row is dropped exactly when an earlier row is its duplicate (not "one row per connected component",
+which would also drop a row whose only similar rows come after it). Rows are compared across sources (a
+synthesized pair repeating a Hub pair is a duplicate) and across batches. Every row seen is remembered, dropped ones
+included, so a chain of small edits (A, A', A'') drops both later rows.
 
 What is compared: a conversation's ``field`` (``question``: user turns, ``answer``: assistant turns, ``both``),
 a page's or chunk's ``text``. Only rows whose kind is in ``kinds`` take part (default ``page``, ``chunk``, ``qa``:
@@ -40,16 +44,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from curate.embed import embed, load_embedder
-from curate.quality.minhash import NearIndex
+from curate.quality.minhash import NearIndex, Sketches
 from curate.quality.text import Field as TextField
 from curate.quality.text import normalise, row_text
-from curate.stage import DROP, DROP_DETAIL, Stage, StageConfig, rows
+from curate.stage import DROP, DROP_DETAIL, Reducer, StageConfig, rows
 
 
 class DedupConfig(StageConfig):
@@ -90,32 +95,56 @@ class Embeddings:
         self.size += len(vectors)
 
 
-class Dedup(Stage):
+@dataclass
+class DedupSketch:
+    """One batch prepared for lookup: its ids, each row's compared text (None: takes no part), exact keys, MinHash
+    sketches of the rows with text (``present``: their positions) and, with ``semantic``, their embeddings."""
+
+    ids: list[str]
+    texts: list[str | None]
+    keys: list[bytes | None]
+    present: list[int]
+    near: Sketches | None
+    vectors: np.ndarray | None
+
+
+class Dedup(Reducer):
     name = "dedup"
     Config = DedupConfig
     inputs = ("id", "kind", "messages", "text", "caption")
-    stateful = True
 
     def setup(self) -> None:
+        self._model = load_embedder(self.config.model) if self.config.semantic else None
+
+    def _index(self) -> NearIndex:
         c = self.config
+        return NearIndex(c.threshold, c.num_perm, c.shingle_words, c.seed, c.confirm, c.fn_weight)
+
+    def sketch(self, batch: dict[str, list]) -> DedupSketch:
+        texts = self._texts(rows(batch))
+        present = [i for i, t in enumerate(texts) if t]
+        keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() if t else None for t in texts]
+        near = self._index().sketch([texts[i] for i in present]) if self.config.near and present else None
+        vectors = embed([texts[i] for i in present], self._model) if self.config.semantic and present else None
+        return DedupSketch(list(batch["id"]), texts, keys, present, near, vectors)
+
+    def begin(self) -> None:
         self._exact: dict[bytes, str] = {}
-        self._near = NearIndex(c.threshold, c.num_perm, c.shingle_words, c.seed, c.confirm, c.fn_weight)
+        self._near = self._index()
         self._near_ids: list[str] = []
         self._embeddings = Embeddings()
         self._embedding_ids: list[str] = []
-        self._model = load_embedder(c.model) if c.semantic else None
 
-    def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
-        texts = self._texts(rows(batch))
-        n = len(texts)
+    def consume(self, sketch: DedupSketch) -> dict[str, list]:
+        n = len(sketch.texts)
         reasons, details = [None] * n, [None] * n
         steps = [(self.config.exact, self._exact_pass), (self.config.near, self._near_pass),
                  (self.config.semantic, self._semantic_pass)]
         for enabled, step in steps:
-            todo = [i for i in range(n) if texts[i] and not reasons[i]]
+            todo = [i for i in range(n) if sketch.texts[i] and not reasons[i]]
             if enabled and todo:
-                step(todo, texts, batch["id"], reasons, details)
-        return {**batch, DROP: reasons, DROP_DETAIL: details}
+                step(todo, sketch, reasons, details)
+        return {DROP: reasons, DROP_DETAIL: details}
 
     def _texts(self, row_list: list[dict]) -> list[str | None]:
         """The compared text of each row, None for rows that take no part."""
@@ -130,27 +159,29 @@ class Dedup(Stage):
             out.append(text or None)
         return out
 
-    def _exact_pass(self, todo, texts, ids, reasons, details) -> None:
+    def _exact_pass(self, todo, sketch: DedupSketch, reasons, details) -> None:
         for i in todo:
-            key = hashlib.blake2b(texts[i].encode(), digest_size=16).digest()
+            key = sketch.keys[i]
             if key in self._exact:
                 reasons[i], details[i] = "exact_duplicate", json.dumps({"duplicate_of": self._exact[key]})
             else:
-                self._exact[key] = ids[i]
+                self._exact[key] = sketch.ids[i]
 
-    def _near_pass(self, todo, texts, ids, reasons, details) -> None:
-        sketches = self._near.sketch([texts[i] for i in todo])
-        for k, i in enumerate(todo):
-            match = self._near.best_match(sketches, k)
+    def _near_pass(self, todo, sketch: DedupSketch, reasons, details) -> None:
+        position = {row: j for j, row in enumerate(sketch.present)}
+        for i in todo:
+            j = position[i]
+            match = self._near.best_match(sketch.near, j)
             if match:
                 item, score = match
                 reasons[i] = "near_duplicate"
                 details[i] = json.dumps({"duplicate_of": self._near_ids[item], "jaccard": round(score, 4)})
-            self._near.add(sketches, k)
-            self._near_ids.append(ids[i])
+            self._near.add(sketch.near, j)
+            self._near_ids.append(sketch.ids[i])
 
-    def _semantic_pass(self, todo, texts, ids, reasons, details) -> None:
-        vectors = embed([texts[i] for i in todo], self._model)
+    def _semantic_pass(self, todo, sketch: DedupSketch, reasons, details) -> None:
+        position = {row: j for j, row in enumerate(sketch.present)}
+        vectors = sketch.vectors[[position[i] for i in todo]]
         earlier = self._embeddings.matrix
         before = vectors @ earlier.T if len(earlier) else np.zeros((len(todo), 0), np.float32)
         within = vectors @ vectors.T
@@ -158,8 +189,8 @@ class Dedup(Stage):
             scores = np.concatenate([before[k], within[k, :k]])
             if len(scores) and scores.max() >= self.config.semantic_threshold:
                 j = int(np.argmax(scores))
-                first = self._embedding_ids[j] if j < len(earlier) else ids[todo[j - len(earlier)]]
+                first = self._embedding_ids[j] if j < len(earlier) else sketch.ids[todo[j - len(earlier)]]
                 reasons[i] = "semantic_duplicate"
                 details[i] = json.dumps({"duplicate_of": first, "cosine": round(float(scores[j]), 4)})
         self._embeddings.append(vectors)
-        self._embedding_ids += [ids[i] for i in todo]
+        self._embedding_ids += [sketch.ids[i] for i in todo]

@@ -12,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from curate.io import iter_batches
-from curate.pipeline import PlannedStage
 from curate.progress import Progress
-from curate.runner import StageStats, file_state, fingerprint, run_stage
+from curate.rowsteps import StageStep, run_stages
 from curate.stage import rows
+from curate.steps import StepStats, file_state, fingerprint
 
 
 def index_folder(rows_dir: Path, index_dir: Path, chunk: dict | None = None, collection: str = "chunks",
-                 embedding_model: str | None = None, progress: Progress | None = None) -> tuple[StageStats, int]:
+                 embedding_model: str | None = None, progress: Progress | None = None) -> tuple[StepStats, int]:
     """Chunk the page rows in ``rows_dir`` (chunk rows pass through) and upsert the chunks into ``index_dir``.
 
     Returns the chunk stage's stats and the number of chunks in the collection afterwards.
@@ -28,8 +28,8 @@ def index_folder(rows_dir: Path, index_dir: Path, chunk: dict | None = None, col
     from curate.rag.index import ChunkIndex
 
     chunker = Chunk({**(chunk or {}), "embedding_model": embedding_model})
-    stats, _ = run_stage(PlannedStage("chunks", chunker), rows_dir, index_dir / "chunks",
-                         fingerprint(file_state(rows_dir)), 256, progress)
+    (stats,), _ = run_stages([StageStep("chunks", chunker)], rows_dir, index_dir, fingerprint(file_state(rows_dir)),
+                             progress=progress)
     index = ChunkIndex(index_dir / "chroma", collection, embedding_model)
     for batch in iter_batches(index_dir / "chunks", 256):
         index.add([r for r in rows(batch) if r["kind"] == "chunk"])
@@ -37,11 +37,11 @@ def index_folder(rows_dir: Path, index_dir: Path, chunk: dict | None = None, col
 
 
 def synth_folder(index_dir: Path, out_dir: Path, config: dict | None = None, batch_size: int = 8,
-                 progress: Progress | None = None) -> StageStats:
+                 progress: Progress | None = None) -> StepStats:
     """Grounded QA pairs from the chunks of an index made by ``index_folder``; resumable like any stage."""
     from curate.rag.synth import SynthQA
 
     stage = SynthQA({**(config or {}), "index": str((index_dir / "chroma").resolve())})
-    stats, _ = run_stage(PlannedStage("synth", stage), index_dir / "chunks", out_dir,
-                         fingerprint(file_state(index_dir / "chunks")), batch_size, progress)
+    (stats,), _ = run_stages([StageStep(out_dir.name, stage, batch_size)], index_dir / "chunks", out_dir.parent,
+                             fingerprint(file_state(index_dir / "chunks")), progress=progress)
     return stats

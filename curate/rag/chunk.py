@@ -4,6 +4,8 @@ Consumes ``page`` rows (``text``, ``doc_id``, ``page``, ``source``, ``license``,
 passes through unchanged. Produces ``chunk`` rows: ``text``, ``doc_id``, ``page`` (first page), ``page_end`` (last
 page), ``meta`` = {chunk_index, tokens}. A chunk never crosses documents; it may span consecutive pages of one.
 Chunk ends are moved back to the last sentence end inside the window when that keeps at least ``min_fill`` of it.
+Batches hold whole documents (``group_by``: a document's pages are never split across batches), so each batch is
+chunked on its own, on any executor.
 
 Example::
 
@@ -82,34 +84,32 @@ class Chunk(Stage):
     name = "chunk"
     Config = ChunkConfig
     inputs = ("kind", "text", "doc_id", "page", "source", "license", "provenance")
-    stateful = True  # a document's pages may arrive in several batches
+    group_by = ("source", "doc_id")
 
     def setup(self) -> None:
         from curate.embed import load_embedder
 
         self.tokenizer = load_embedder(self.config.embedding_model).tokenizer
-        self.doc: _Doc | None = None
 
     def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
         out: list[dict] = []
+        doc: _Doc | None = None
         for row in rows(batch):
-            if self.doc is not None and (row["kind"] != "page" or (row["doc_id"], row["source"]) !=
-                                         (self.doc.first["doc_id"], self.doc.first["source"])):
-                out += self._emit()
+            if doc is not None and (row["kind"] != "page" or (row["doc_id"], row["source"]) !=
+                                    (doc.first["doc_id"], doc.first["source"])):
+                out += self._chunks(doc)
+                doc = None
             if row["kind"] != "page":
                 out.append(row)
                 continue
-            if self.doc is None:
-                self.doc = _Doc(row)
-            self.doc.add(row)
+            if doc is None:
+                doc = _Doc(row)
+            doc.add(row)
+        if doc is not None:
+            out += self._chunks(doc)
         return {k: [r.get(k) for r in out] for k in batch}
 
-    def finish(self) -> dict[str, list] | None:
-        out = self._emit() if getattr(self, "doc", None) is not None else []
-        return {k: [r[k] for r in out] for k in out[0]} if out else None
-
-    def _emit(self) -> list[dict]:
-        doc, self.doc = self.doc, None
+    def _chunks(self, doc: _Doc) -> list[dict]:
         enc = self.tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         offsets = [o for o in enc["offset_mapping"] if o[1] > o[0]]
         first = doc.first

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.embed import embed, load_embedder
-from curate.stage import Stage, StageConfig, rows
+from curate.stage import Reducer, StageConfig, rows
 
 
 @dataclass
@@ -68,15 +68,25 @@ class ChunkIndex:
         if stored != model_name:
             raise IndexUnavailable(f"index {self.path}/{collection} was built with embedding model '{stored}', "
                               f"not '{model_name}': rebuild it or use the same model")
-        self.embedder = load_embedder(embedding_model)
+        self.embedding_model = embedding_model
+        self._embedder = None
 
-    def add(self, chunk_rows: list[dict], batch_size: int = 64) -> int:
-        """Upsert chunk rows (idempotent by id); returns how many were written."""
+    @property
+    def embedder(self):
+        """The embedding model, loaded on first use (adding precomputed vectors needs none)."""
+        if self._embedder is None:
+            self._embedder = load_embedder(self.embedding_model)
+        return self._embedder
+
+    def add(self, chunk_rows: list[dict], vectors: np.ndarray | None = None, batch_size: int = 64) -> int:
+        """Upsert chunk rows (idempotent by id) with their ``vectors`` (embedded here when None); returns how many
+        were written."""
         for i in range(0, len(chunk_rows), batch_size):
             part = chunk_rows[i:i + batch_size]
-            vectors = embed([r["text"] for r in part], self.embedder)
+            part_vectors = embed([r["text"] for r in part], self.embedder) if vectors is None \
+                else vectors[i:i + batch_size]
             self.collection.upsert(
-                ids=[r["id"] for r in part], embeddings=vectors.tolist(), documents=[r["text"] for r in part],
+                ids=[r["id"] for r in part], embeddings=part_vectors.tolist(), documents=[r["text"] for r in part],
                 metadatas=[{"doc_id": r["doc_id"], "page": int(r["page"]),
                             "page_end": int(r["page_end"] if r["page_end"] is not None else r["page"]),
                             "source": r["source"], "license": r["license"] or "unknown"} for r in part])
@@ -117,17 +127,29 @@ def resolve(run_dir: Path | None, path: str) -> Path:
     return p if p.is_absolute() or run_dir is None else run_dir / p
 
 
-class Index(Stage):
+class Index(Reducer):
+    """Embeds each batch's chunk rows anywhere (``sketch``), then writes them into the one collection in input order
+    (``consume``: a chromadb folder has one writer). The collection is rebuilt on every (re)run of the stage. Rows
+    pass through unchanged."""
+
     name = "index"
     Config = IndexConfig
     inputs = ("id", "kind", "text", "doc_id", "page", "page_end", "source", "license")
-    stateful = True  # the collection is rebuilt from scratch on every (re)run of this stage
+    _FIELDS = ("id", "text", "doc_id", "page", "page_end", "source", "license")
 
     def setup(self) -> None:
+        self._embedder = load_embedder(self.config.embedding_model)
+
+    def sketch(self, batch: dict[str, list]) -> tuple[list[dict], np.ndarray | None]:
+        chunk_rows = [{k: r[k] for k in self._FIELDS} for r in rows(batch) if r["kind"] == "chunk"]
+        return chunk_rows, embed([r["text"] for r in chunk_rows], self._embedder) if chunk_rows else None
+
+    def begin(self) -> None:
         c = self.config
         self.index = ChunkIndex(resolve(self.run_dir, c.path), c.collection, c.embedding_model, reset=True)
 
-    def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
-        chunk_rows = [r for r in rows(batch) if r["kind"] == "chunk"]
-        self.counters["indexed"] += self.index.add(chunk_rows)
-        return batch
+    def consume(self, sketch: tuple[list[dict], np.ndarray | None]) -> dict[str, list]:
+        chunk_rows, vectors = sketch
+        if chunk_rows:
+            self.counters["indexed"] += self.index.add(chunk_rows, vectors)
+        return {}

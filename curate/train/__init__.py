@@ -11,8 +11,16 @@ model, tokenizer or processor, LoRA layers), ``trl_backend`` (TRL + PEFT, any de
     finetune("finetune/gemma3-270m-cpu-lora.yaml", "exports/firstaid", "runs/finetune/firstaid")
 """
 
-from curate.train.recipe import Recipe, RecipeError, load_recipe, validate_recipe
-from curate.train.run import FinetuneError, FinetuneResult, NothingToTrain, Plan, finetune, plan_finetune
+from importlib import import_module
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", "validate_recipe", "FinetuneError", "FinetuneResult",
-           "NothingToTrain", "Plan", "finetune", "plan_finetune"]
+# Names resolve on first use (PEP 562): validating a recipe loads no training code.
+_EXPORTS = {"Recipe": "recipe", "RecipeError": "recipe", "load_recipe": "recipe", "validate_recipe": "recipe",
+            "FinetuneError": "run", "FinetuneResult": "run", "NothingToTrain": "run", "Plan": "run",
+            "finetune": "run", "plan_finetune": "run"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'curate.train' has no attribute '{name}'")
+    return getattr(import_module(f"curate.train.{_EXPORTS[name]}"), name)

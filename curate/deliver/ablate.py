@@ -20,8 +20,8 @@ pipeline, whose run provides the rows, and the variants; paths are relative to t
         settings: {shots: 0}              # curate.evaluate.EvalSettings, the same for every model
         model: {dtype: float32}           # transformers options for every model
 
-What it does, each step cached like a pipeline step (``curate.deliver.cached_step``: a fingerprint of the input,
-the config and the curate version; the output built under a temporary name and renamed; then its marker)::
+What it does, each a step like a pipeline's (``curate.steps.run_step``: a fingerprint of the input, the config and
+the curate version; the output built under a temporary name and renamed; then its marker)::
 
     RUN_DIR/01-ingest ... NN-stage/        the pipeline's row stages, run (or resumed) first
     OUT/heldout/<set>.jsonl                the questions of every held-out set
@@ -59,13 +59,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curate import __version__
-from curate.deliver import (EvaluateSpec, ExportSpec, FinetuneSpec, cached_step, eval_model_config, export_step,
-                            finetune_step, held_out_set, load_recipe_for)
+from curate.deliver.specs import EvaluateSpec, ExportSpec, FinetuneSpec, load_recipe_for
+from curate.deliver.steps import ExportStep, FinetuneStep, eval_model_config, held_out_set
+from curate.executors import make_executor
 from curate.io import building, read_json, write_json, write_jsonl
-from curate.pipeline import Plan, PipelineError, PlannedStage, load_plan
+from curate.pipeline import PipelineError, Plan, load_plan
 from curate.progress import Progress
-from curate.runner import fingerprint, ingest, run_stage, run_stages
+from curate.rowsteps import IngestStep, StageStep, run_stages
 from curate.stage import stage_class
+from curate.steps import Context, Step, StepStats, fingerprint, inside, run_step
 
 BASE = "base"
 FINAL = "final"
@@ -274,10 +276,15 @@ def load_ablation(path: str | Path, run_dir: str | Path | None = None, out: str 
 # ---- running ------------------------------------------------------------------------------------------------------
 
 def _run_rows(plan: Plan, progress: Progress) -> dict[str, str]:
-    """Ingest and every stage of the pipeline (cached or resumed as `curate run` does); {folder: fingerprint}."""
+    """Ingest and every stage of the pipeline on its executor (cached or resumed as `curate run` does);
+    {folder: fingerprint}."""
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    _, fp = ingest(plan.sources, plan.run_dir / INGEST_DIR, plan.batch_size, progress)
-    run_stages(plan.stages, plan.run_dir / INGEST_DIR, plan.run_dir, fp, plan.batch_size, progress)
+    executor = make_executor(plan.executor)
+    try:
+        run_stages([IngestStep(plan.sources, plan.batch_size, INGEST_DIR), *plan.stages], None, plan.run_dir, "",
+                   executor, progress)
+    finally:
+        executor.close()
     folders = [INGEST_DIR] + [p.dirname for p in plan.stages]
     return {d: read_json(plan.run_dir / d / "_stage.json")["fingerprint"] for d in folders}
 
@@ -295,10 +302,9 @@ def _decontaminated(ablation: Ablation, sets_read: dict, dirname: str, input_fp:
         write_jsonl(texts, ({"question": item.question} for item in eval_set.items))
         sets.append({"name": name, "path": str(texts), "fields": ["question"]})
     stage = stage_class("decontaminate")({"eval_sets": sets})
-    folder = ablation.out / "rows" / dirname
-    stats, fp = run_stage(PlannedStage(dirname, stage), ablation.plan.run_dir / dirname, folder, input_fp,
-                          ablation.plan.batch_size, progress)
-    return folder, fp, {"rows_in": stats.rows_in, "held_out_overlap": stats.rows_in - stats.rows_out}
+    (stats,), ctx = run_stages([StageStep(dirname, stage, ablation.plan.batch_size)], ablation.plan.run_dir / dirname,
+                               ablation.out / "rows", input_fp, progress=progress)
+    return ctx.rows, ctx.fp, {"rows_in": stats.rows_in, "held_out_overlap": stats.rows_in - stats.rows_out}
 
 
 def _prompt_sha(held: HeldOut) -> str:
@@ -307,33 +313,56 @@ def _prompt_sha(held: HeldOut) -> str:
     return load_eval_prompts(held.settings.prompt).sha256
 
 
+class _Score(Step):
+    """One model scored on one held-out set into OUT/<label>/eval/<set>/ (marker ``<set>.json`` beside it); models
+    are loaded into ``loaded`` (shared by the model's steps) only when a step builds."""
+
+    advances = False
+
+    def __init__(self, label: str, set_name: str, held: HeldOut, eval_set, fp: str, config: dict,
+                 adapter: Path | None, loaded: dict, progress: Progress):
+        self.name, self.folder = f"{label}-eval-{set_name}", Path(label) / "eval" / set_name
+        self.held, self.eval_set, self.fp, self.config, self.adapter = held, eval_set, fp, config, adapter
+        self.loaded, self.progress = loaded, progress
+
+    def fingerprint(self, ctx: Context) -> str:
+        return self.fp
+
+    def marker(self, run_dir: Path) -> Path:
+        return inside(run_dir, self.folder.with_name(f"{self.folder.name}.json"))
+
+    def outputs(self, run_dir: Path) -> list[Path]:
+        return [inside(run_dir, self.folder)]
+
+    def build(self, ctx: Context, fp: str) -> dict:
+        from curate.evaluate import evaluate_loaded, load_model
+
+        key = repr(sorted(self.config.items()))
+        if key not in self.loaded:
+            self.loaded[key] = load_model(self.config, self.adapter)
+        started = time.perf_counter()
+        with building(inside(ctx.run_dir, self.folder)) as tmp:
+            evaluate_loaded(self.loaded[key], self.eval_set, tmp, self.held.settings, overwrite=True,
+                            progress=self.progress)
+        n = len(self.eval_set.items)
+        return {"stats": StepStats(self.name, n, n, {}, time.perf_counter() - started).plain()}
+
+
 def _evaluate_model(ablation: Ablation, sets_read: dict, label: str, adapter: Path | None, adapter_fp: str | None,
                     progress: Progress) -> dict[str, bool]:
     """Score one model on every held-out set into OUT/<label>/eval/<set>; {set: whether it was cached}. The model
     loads only when some set needs scoring, once per backend configuration."""
-    from curate.evaluate import evaluate_loaded, load_model
-
-    model_name = ablation.recipe.model
     loaded: dict[str, Any] = {}
+    ctx = Context(ablation.out, ablation.path.parent, make_executor(), progress)
     cached = {}
     try:
         for name, held in ablation.held_out.items():
             eval_set, set_fp = sets_read[name]
-            config = eval_model_config(held, model_name)
+            config = eval_model_config(held, ablation.recipe.model)
             fp = fingerprint("ablate-evaluate", held.model_dump(mode="json", exclude={"name"}), *set_fp,
                              _prompt_sha(held), config, adapter_fp, __version__)
-            folder = ablation.out / label / "eval" / name
-
-            def build() -> dict:
-                key = repr(sorted(config.items()))
-                if key not in loaded:
-                    loaded[key] = load_model(config, adapter)
-                started = time.perf_counter()
-                with building(folder) as tmp:
-                    evaluate_loaded(loaded[key], eval_set, tmp, held.settings, overwrite=True, progress=progress)
-                return {"seconds": round(time.perf_counter() - started, 2)}
-
-            _, cached[name] = cached_step(folder.with_name(f"{name}.json"), fp, build)
+            step = _Score(label, name, held, eval_set, fp, config, adapter, loaded, progress)
+            cached[name] = run_step(step, ctx)[0].cached
     finally:
         for model in loaded.values():
             model.llm.close()
@@ -354,8 +383,11 @@ def run_ablation(ablation: Ablation, progress: Progress | None = None) -> dict:
     variants = {}
     for name, v in ablation.variants.items():
         folder, rows_fp, overlap = rows[v.rows]
-        export_stats, fp = export_step(v.export, folder, ablation.out / name, rows_fp, pipeline=ablation.plan.path)
-        train_stats, train_fp = finetune_step(ablation.finetune, ablation.path.parent, ablation.out / name, fp)
+        ctx = Context(ablation.out / name, ablation.path.parent, make_executor(), progress, rows=folder, fp=rows_fp)
+        export_stats, _ = run_step(ExportStep(v.export, pipeline=ablation.plan.path), ctx)
+        recipe = load_recipe_for(ablation.finetune, ablation.path.parent)
+        train_stats, _ = run_step(FinetuneStep(recipe), ctx)
+        train_fp = ctx.fp
         marker = read_json(ablation.out / name / "finetune.json")
         evaluated = _evaluate_model(ablation, sets_read, name, ablation.out / name / "finetune", train_fp, progress)
         variants[name] = {

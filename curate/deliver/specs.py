@@ -1,0 +1,92 @@
+"""The pipeline's delivery keys (all optional), validated without loading any library::
+
+    export:                       # -> RUN_DIR/export (curate.export): parquet splits + dataset card
+      format: messages
+      context: omit               # omit: closed-book SFT (the question only); include: retrieved passages in the prompt
+      splits: {train: 0.8, validation: 0.1, test: 0.1}
+      push: {repo: ORG/NAME, private: true}   # skipped with --no-push; allow_license: [NAME] passes the gate
+    finetune:                     # -> RUN_DIR/finetune (curate.train): LoRA adapter, loss history
+      recipe: ../finetune/gemma3-270m-cpu-lora.yaml
+      max_steps: 30               # overrides the recipe's train.max_steps
+      compare:                    # -> RUN_DIR/compare.json: base vs tuned answers (greedy, same settings)
+        questions: ["How long should a burn be cooled?"]
+        max_tokens: 96
+      evaluate:                   # -> RUN_DIR/evaluate (curate.evaluate): base and tuned scored, compared
+        set: medqa-usmle-4-options-test   # catalog name, or a QA file / folder (relative to the pipeline file)
+        path: ../data/medqa_test.jsonl    # a local copy of a catalog entry (nothing is downloaded)
+        limit: 50                 # a seeded sample
+        settings: {scoring: loglik, shots: 3}    # curate.evaluate.EvalSettings
+        model: {dtype: float32}   # transformers backend options for both models
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from curate.evaluate.settings import EvalSettings
+
+
+class PushSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")
+    private: bool = True
+    allow_license: list[str] = Field(default_factory=list, description="licences to push although they do not "
+                                                                        "allow publishing (curate.export.hub)")
+
+
+class ExportSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: str = "messages"
+    reasoning: str = "drop"
+    context: Literal["omit", "include"] = "omit"
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05})
+    seed: int = 0
+    push: PushSpec | None = None
+
+
+class CompareSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    questions: list[str] = Field(min_length=1)
+    max_tokens: int = Field(default=96, ge=1)
+
+
+class EvaluateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    set: str
+    path: str | None = None
+    layout: str | None = None
+    split: str = "test"
+    limit: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    settings: EvalSettings = Field(default_factory=EvalSettings)
+    model: dict = Field(default_factory=dict)
+
+
+class FinetuneSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    recipe: str
+    max_steps: int | None = Field(default=None, ge=1)
+    compare: CompareSpec | None = None
+    evaluate: EvaluateSpec | None = None
+
+
+def load_recipe_for(spec: FinetuneSpec, base: Path):
+    """The spec's recipe with its overrides applied (RecipeError lists problems)."""
+    from curate.train.recipe import load_recipe
+
+    path = Path(spec.recipe)
+    recipe = load_recipe(path if path.is_absolute() else base / path)
+    if spec.max_steps:
+        recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": spec.max_steps})})
+    return recipe
+
+
+def local_path(value: str | None, base: Path) -> str | None:
+    """``value`` read from ``base`` when it names a file or folder there (a catalog name stays as it is)."""
+    if value is None:
+        return None
+    path = base / Path(value).expanduser()
+    return str(path) if path.exists() else value

@@ -1,0 +1,190 @@
+"""Delivery steps: export, push, finetune, compare and evaluate, each a ``curate.steps.Step`` consuming the
+fingerprint of the step before it.
+
+Markers and outputs (inside the run folder)::
+
+    export.json + export/        the exported DatasetDict and card (the rows of the last row step)
+    push.json                    the upload of export/ (its fingerprint: export's, the repo and visibility)
+    finetune.json + finetune/    the LoRA adapter and loss history, trained on export/
+    compare.json                 base vs tuned answers to fixed questions
+    evaluate.json + evaluate/    base and tuned scored on a held-out set, compared
+
+Each step's output folder is written under a temporary name and renamed (``curate.io.building`` inside the
+libraries), and its marker only then, so a killed run never leaves a partial step that looks done.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from curate import __version__
+from curate.deliver.specs import CompareSpec, EvaluateSpec, ExportSpec, PushSpec, local_path
+from curate.io import file_sha256, read_json
+from curate.steps import Context, Step, StepStats, fingerprint, inside
+
+
+class DeliveryStep(Step):
+    """A step with a marker ``RUN_DIR/<name>.json`` and, when it has one, an output folder ``RUN_DIR/<folder>``."""
+
+    folder: str | None = None
+
+    def marker(self, run_dir: Path) -> Path:
+        return inside(run_dir, f"{self.name}.json")
+
+    def outputs(self, run_dir: Path) -> list[Path]:
+        return [inside(run_dir, self.folder)] if self.folder else []
+
+
+class ExportStep(DeliveryStep):
+    """Export the context's rows to RUN_DIR/export, with the pipeline file (``pipeline``, else RUN_DIR/pipeline.yaml)
+    beside them when it exists; stats: rows in/out, skipped by reason, rows per split."""
+
+    name = folder = "export"
+
+    def __init__(self, spec: ExportSpec, pipeline: Path | None = None):
+        self.spec, self.pipeline = spec, pipeline
+
+    def fingerprint(self, ctx: Context) -> str:
+        return fingerprint("export", self.spec.model_dump(mode="json", exclude={"push"}), ctx.fp, __version__)
+
+    def build(self, ctx: Context, fp: str) -> dict:
+        from curate.export.artifact import ExportOptions, export
+
+        started = time.perf_counter()
+        pipeline = self.pipeline or ctx.run_dir / "pipeline.yaml"
+        s = self.spec
+        result = export(ctx.rows, inside(ctx.run_dir, "export"), ExportOptions(
+            format=s.format, reasoning=s.reasoning, context=s.context, fractions=dict(s.splits), seed=s.seed,
+            pipeline=pipeline if pipeline.is_file() else None, overwrite=True))
+        kept = sum(result.splits.values())
+        stats = StepStats("export", kept + sum(result.skipped.values()), kept, dict(result.skipped),
+                          time.perf_counter() - started, {f"split_{k}": v for k, v in result.splits.items()})
+        return {"stats": stats.plain(), "license": result.license, "warnings": result.warnings}
+
+
+class PushStep(DeliveryStep):
+    """Upload RUN_DIR/export to the Hub (token from HF_TOKEN or the saved login; never printed), once per export."""
+
+    name = "push"
+    advances = False
+
+    def __init__(self, spec: PushSpec):
+        self.spec = spec
+
+    def fingerprint(self, ctx: Context) -> str:
+        return fingerprint("push", self.spec.model_dump(mode="json"), ctx.fp)
+
+    def build(self, ctx: Context, fp: str) -> dict:
+        from curate.export.hub import push
+
+        started = time.perf_counter()
+        result = push(inside(ctx.run_dir, "export"), self.spec.repo, private=self.spec.private,
+                      allow_licenses=self.spec.allow_license)
+        stats = StepStats("push", len(result.files), len(result.files), {}, time.perf_counter() - started)
+        return {"stats": stats.plain(), "repo": self.spec.repo, "private": self.spec.private}
+
+
+class FinetuneStep(DeliveryStep):
+    """LoRA-train ``recipe`` (a loaded ``curate.train.recipe.Recipe``) on RUN_DIR/export into RUN_DIR/finetune."""
+
+    name = folder = "finetune"
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+
+    def fingerprint(self, ctx: Context) -> str:
+        return fingerprint("finetune", self.recipe.model_dump(mode="json"), ctx.fp, __version__)
+
+    def build(self, ctx: Context, fp: str) -> dict:
+        from curate.train.run import finetune
+
+        started = time.perf_counter()
+        result = finetune(self.recipe, inside(ctx.run_dir, "export"), inside(ctx.run_dir, "finetune"),
+                          overwrite=True)
+        losses = [h["loss"] for h in result.history.get("train", []) if "loss" in h]
+        train_rows = read_json(result.output / "data.json")["rows"]["train"]
+        counters = {"tokens_trained": int(result.metrics.get("num_tokens", 0) or 0),
+                    "steps": self.recipe.train.max_steps}
+        stats = StepStats("finetune", train_rows, train_rows, {}, time.perf_counter() - started, counters)
+        return {"stats": stats.plain(), "first_loss": losses[0] if losses else None,
+                "last_loss": losses[-1] if losses else None}
+
+
+class CompareStep(DeliveryStep):
+    """The base model's and the tuned adapter's greedy answers to the same questions."""
+
+    name = "compare"
+    advances = False
+
+    def __init__(self, spec: CompareSpec, model: str):
+        self.spec, self.model = spec, model
+
+    def fingerprint(self, ctx: Context) -> str:
+        return fingerprint("compare", self.spec.model_dump(mode="json"), ctx.fp)
+
+    def build(self, ctx: Context, fp: str) -> dict:
+        from curate.train.chat import apply_adapter, ask, load_chat_model
+
+        started = time.perf_counter()
+        llm = load_chat_model(self.model)
+        try:
+            before = [ask(llm, q, max_tokens=self.spec.max_tokens) for q in self.spec.questions]
+            apply_adapter(llm, inside(ctx.run_dir, "finetune"))
+            after = [ask(llm, q, max_tokens=self.spec.max_tokens) for q in self.spec.questions]
+        finally:
+            llm.close()
+        answers = [{"question": q, "base": b, "tuned": t} for q, b, t in zip(self.spec.questions, before, after)]
+        stats = StepStats("compare", len(self.spec.questions), len(answers), {}, time.perf_counter() - started)
+        return {"stats": stats.plain(), "answers": answers}
+
+    def after(self, ctx: Context, record: dict) -> None:
+        ctx.results["answers"] = record["answers"]
+
+
+def held_out_set(spec: EvaluateSpec, base: Path):
+    """The spec's evaluation set (paths read from ``base``) and what fingerprints it: the kept items and the sha256
+    of the local files it was read from."""
+    from curate.evaluate import load_eval_set
+
+    eval_set = load_eval_set(local_path(spec.set, base), path=local_path(spec.path, base), split=spec.split,
+                             layout=spec.layout, limit=spec.limit, seed=spec.seed)
+    files = [Path(p) for p in (local_path(spec.set, base), local_path(spec.path, base)) if p and Path(p).is_file()]
+    return eval_set, [eval_set.fingerprint, [file_sha256(p) for p in files]]
+
+
+def eval_model_config(spec: EvaluateSpec, recipe_model: str) -> dict:
+    """The LLMConfig (as a dict) both models of an evaluation load: the recipe's model on transformers."""
+    return {"backend": "transformers", "instruction_tuned": True, **spec.model, "model": recipe_model}
+
+
+class EvaluateStep(DeliveryStep):
+    """The base model and the tuned adapter scored on the same held-out set with the same prompts, decoding and
+    precision (RUN_DIR/evaluate: base/, tuned/, comparison.json)."""
+
+    name = folder = "evaluate"
+    advances = False
+
+    def __init__(self, spec: EvaluateSpec, model: str, base: Path):
+        self.spec, self.model, self.base = spec, model, base
+        self._set = None
+
+    def fingerprint(self, ctx: Context) -> str:
+        self._set, set_fp = held_out_set(self.spec, self.base)
+        return fingerprint("evaluate", self.spec.model_dump(mode="json"), *set_fp, ctx.fp, __version__)
+
+    def build(self, ctx: Context, fp: str) -> dict:
+        from curate.evaluate import compare_models
+
+        started = time.perf_counter()
+        config = eval_model_config(self.spec, self.model)
+        comparison = compare_models(config, config, self._set, inside(ctx.run_dir, "evaluate"),
+                                    tuned_adapter=inside(ctx.run_dir, "finetune"), settings=self.spec.settings)
+        counters = {f"{side}_{name}": round(m[side]["value"], 4) for name, m in comparison["metrics"].items()
+                    for side in ("a", "b") if m[side].get("value") is not None}
+        stats = StepStats("evaluate", len(self._set.items), comparison["n_paired"], dict(self._set.rejected),
+                          time.perf_counter() - started, counters)
+        return {"stats": stats.plain(), "comparison": comparison}
+
+    def after(self, ctx: Context, record: dict) -> None:
+        ctx.results["evaluation"] = record["comparison"]
