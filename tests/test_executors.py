@@ -85,6 +85,15 @@ def serial_run(tmp_path_factory, realdata) -> tuple[Path, Path]:
     return path, tmp / "run"
 
 
+@pytest.fixture(scope="module")
+def small_batches(tmp_path_factory, realdata) -> tuple[Path, Path]:
+    """The pipeline in batches of 24 rows, run serially: a step lasts long enough to kill a worker in it."""
+    tmp = tmp_path_factory.mktemp("small")
+    path = pipeline(tmp, realdata, batch_size=24)
+    run_plan(load_plan(path, tmp / "run"))
+    return path, tmp / "run"
+
+
 def test_serial_run_exercises_every_stage(serial_run):
     _, run = serial_run
     out = outputs(run)
@@ -148,33 +157,31 @@ def _run_with_kill(path: Path, run: Path, spec: ExecutorSpec, match) -> tuple[li
 
 
 @pytest.mark.slow
-def test_killed_process_worker_resumes_without_loss(realdata, tmp_path):
-    path = pipeline(tmp_path, realdata, batch_size=24)
-    run_plan(load_plan(path, tmp_path / "serial"))
+def test_killed_process_worker_resumes_without_loss(small_batches, tmp_path):
+    path, serial = small_batches
     spec = ExecutorSpec(kind="processes", workers=2)
     me = os.getpid()
 
     def pool_worker(proc) -> bool:
-        return proc.ppid() == me and "multiprocessing" in " ".join(proc.cmdline())
+        return proc.ppid() == me and "spawn_main" in " ".join(proc.cmdline())
 
     killed, error = _run_with_kill(path, tmp_path / "run", spec, pool_worker)
     assert killed and error is not None and not (tmp_path / "run" / "03-decontaminate" / "_stage.json").exists()
     assert "rerun the same command to resume" in str(error)
     run_plan(load_plan(path, tmp_path / "run"), executor=spec)
-    assert outputs(tmp_path / "run") == outputs(tmp_path / "serial")
+    assert outputs(tmp_path / "run") == outputs(serial)
 
 
 @pytest.mark.slow
-def test_killed_ray_actor_is_retried_without_loss(realdata, tmp_path):
-    path = pipeline(tmp_path, realdata, batch_size=24)
-    run_plan(load_plan(path, tmp_path / "serial"))
+def test_killed_ray_actor_is_retried_without_loss(small_batches, tmp_path):
+    path, serial = small_batches
 
     def actor(proc) -> bool:
         return "_Actor" in " ".join(proc.cmdline())
 
     killed, error = _run_with_kill(path, tmp_path / "run", ExecutorSpec(kind="ray", workers=2, num_cpus=2), actor)
     assert killed and error is None  # Ray restarted the actor and retried its batch within the same run
-    assert outputs(tmp_path / "run") == outputs(tmp_path / "serial")
+    assert outputs(tmp_path / "run") == outputs(serial)
 
 
 def test_parsing_a_pipeline_imports_no_model_code(tmp_path, realdata):
