@@ -17,7 +17,7 @@ def report_table(report: dict) -> Table:
         counters = s.get("counters", {})
         tokens = counters.get("tokens_generated") or counters.get("tokens_trained")
         table.add_row(s["stage"], "cached" if s["cached"] else "ran", f"{s['rows_in']:,}", f"{s['rows_out']:,}",
-                      dropped, f"{s['seconds']:.1f}", f"{tokens:,}" if tokens else "-")
+                      dropped, f"{s.get('wall_seconds') or s['seconds']:.1f}", f"{tokens:,}" if tokens else "-")
     table.caption = f"{report['rows_out']:,} rows in {report['final_dir']}  ·  {report['seconds']:.1f} s"
     return table
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,9 @@ class StepStats:
     rows_in: int = 0
     rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # time spent on the step's work, summed over batches (and workers)
     counters: dict[str, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0  # wall-clock time of the step's build, as run_step measured it
     cached: bool = False
 
     def add(self, other: dict) -> None:
@@ -138,7 +140,9 @@ def run_step(step: Step, ctx: Context) -> tuple[StepStats, dict]:
     cached = record is not None and record.get("fingerprint") == fp
     if not cached:
         marker.unlink(missing_ok=True)
+        started = time.perf_counter()
         record = {"fingerprint": fp, **step.build(ctx, fp)}
+        record["stats"]["wall_seconds"] = time.perf_counter() - started
         marker.parent.mkdir(parents=True, exist_ok=True)
         write_json(marker, record)
     step.after(ctx, record)
