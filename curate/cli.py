@@ -369,7 +369,7 @@ def cmd_finetune(args) -> int:
                 errors.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
             return OK
         result = finetune(args.recipe, args.data, args.output, overwrite=args.overwrite, push=args.push,
-                          private=True if args.private else None)
+                          private=not args.public)
     except NothingToTrain as exc:
         errors.print(f"[red]nothing to train:[/red] {escape(str(exc))}", highlight=False)
         return NOTHING_USABLE
@@ -590,7 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="validate the recipe, data and backend; load no model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--push", metavar="ORG/NAME", help="upload the output folder to this Hub model repo")
-    p.add_argument("--private", action="store_true", help="create the pushed repo private")
+    visibility = p.add_mutually_exclusive_group()
+    visibility.add_argument("--private", action="store_true", help="a private model repo (the default)")
+    visibility.add_argument("--public", action="store_true", help="a public model repo; an existing repo of the "
+                                                                  "other visibility is refused")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("chat", help="answer a question with a base model, or with a fine-tuned adapter")

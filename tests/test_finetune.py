@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ import yaml
 from curate.cli import main
 from curate.demo import prepare
 from curate.export.artifact import ExportOptions, export
-from curate.export.hub import PushError, PushFailed
+from curate.export.hub import PushError, PushFailed, PushRefused
 from curate.ingest import vqa
 from curate.ingest.base import SourceSpec
 from curate.io import write_json, write_parquet
@@ -28,11 +29,20 @@ from curate.schema import arrow_schema_for, make_qa
 from curate.stage import columns
 from curate.train import finetune, load_recipe, validate_recipe
 from curate.train.chat import apply_adapter, ask, load_chat_model
-from curate.train.data import (IGNORE, TurnMarkers, VisionCollator, assistant_labels, image_dataset,
-                               load_training_data, render, tokenize_text)
+from curate.train.data import (
+    IGNORE,
+    TurnMarkers,
+    VisionCollator,
+    assistant_labels,
+    image_dataset,
+    load_training_data,
+    render,
+    tokenize_text,
+)
 from curate.train.hub import push_model
 from curate.train.trl_backend import labelled_positions_only
-from curate.train.unsloth_backend import INSTALL, BackendUnavailable, train as unsloth_train
+from curate.train.unsloth_backend import INSTALL, BackendUnavailable
+from curate.train.unsloth_backend import train as unsloth_train
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "finetune"
@@ -328,6 +338,18 @@ def test_model_push_scrubs_the_token(tmp_path, monkeypatch):
     (folder / "train_report.json").write_text(json.dumps({"oops": token}))
     with pytest.raises(PushError, match="contains your Hugging Face token"):
         push_model(folder, "me/adapter", token=token)
+
+
+def test_model_push_is_private_and_refuses_a_public_repo(tmp_path, monkeypatch):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    created = []
+    monkeypatch.setattr("huggingface_hub.HfApi.repo_info", lambda self, repo_id, **kw: SimpleNamespace(private=False))
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", lambda self, repo_id, **kw: created.append(kw))
+    with pytest.raises(PushRefused, match="model me/adapter exists and is public, but a private push"):
+        push_model(folder, "me/adapter", token="hf_" + "x" * 30)
+    assert created == []
 
 
 # ---- training through the recipe code on tiny models ---------------------------------------------------------------

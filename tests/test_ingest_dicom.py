@@ -364,6 +364,20 @@ def test_mixed_folder_yields_good_rows_and_the_right_rejects(tmp_path, ct_small)
     assert "JPEG-LS Lossless" in detail and "pip install 'curate[dicom-codecs]'" in detail and "pylibjpeg" in detail
 
 
+def test_jpeg_extended_that_pillow_cannot_decode_is_no_decoder(tmp_path):
+    lossy = sample("JPEG-lossy.dcm")  # 12-bit JPEG Extended (1.2.840.10008.1.2.4.51), pydicom's own test file
+    try:
+        pydicom.dcmread(lossy).pixel_array
+        pytest.skip("a plugin that decodes 12-bit JPEG Extended is installed here")
+    except RuntimeError:
+        pass
+    (tmp_path / "lossy.dcm").write_bytes(lossy.read_bytes())
+    (reject,) = read(tmp_path)
+    assert isinstance(reject, Reject) and reject.reason == "no_decoder" and reject.locator == "lossy.dcm"
+    assert "JPEG Extended" in reject.detail and "12-bit" in reject.detail
+    assert "pip install 'curate[dicom-codecs]'" in reject.detail and "pylibjpeg-libjpeg" in reject.detail
+
+
 def test_a_missing_path_is_a_connector_error(tmp_path):
     with pytest.raises(ConnectorError, match="does not exist"):
         read(tmp_path / "nowhere")

@@ -134,14 +134,15 @@ def _refuse_licenses(folder: Path, allowed: set[str]) -> None:
                           f"sources out of the export, or, if you hold the rights, pass {flags}")
 
 
-def _check_visibility(api: HfApi, repo_id: str, private: bool) -> None:
+def _check_visibility(api: HfApi, repo_id: str, private: bool, repo_type: str = "dataset") -> None:
+    """PushRefused when ``repo_id`` exists with the other visibility (a private push never lands in a public repo)."""
     try:
-        existing = api.repo_info(repo_id, repo_type="dataset").private
+        existing = api.repo_info(repo_id, repo_type=repo_type).private
     except RepositoryNotFoundError:
         return
     if existing != private:
         have, want = ("private", "public") if existing else ("public", "private")
-        raise PushRefused(f"dataset {repo_id} exists and is {have}, but a {want} push was asked for: change its "
+        raise PushRefused(f"{repo_type} {repo_id} exists and is {have}, but a {want} push was asked for: change its "
                           f"visibility in the repo's settings on the Hub, or push with "
                           f"{'--public' if want == 'private' else 'the default (private)'} to keep it {have}")
 

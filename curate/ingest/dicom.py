@@ -113,7 +113,11 @@ def _read_file(path: Path, locator: str, spec: SourceSpec, options: Options, key
     n_frames = int(ds.get("NumberOfFrames") or 1)
     for index in _frame_indices(n_frames, options.frames):
         frame_locator = f"{locator}#frame={index + 1}" if n_frames > 1 else locator
-        pixels, window = _render(pixel_array(ds, index=index), ds, options.window)
+        decoded = _decode(ds, index, frame_locator)
+        if isinstance(decoded, Reject):
+            yield decoded
+            return
+        pixels, window = _render(decoded, ds, options.window)
         if pixels is None:
             yield Reject("no_window", "window: dicom was asked, but the file has no VOI LUT or window "
                          "(use window: auto to fall back to min-max)", frame_locator)
@@ -172,6 +176,21 @@ def _missing_decoder(ds: Dataset) -> str | None:
         return None
     return (f"{syntax.name} ({syntax}) pixel data needs a decoder plugin that is not installed: run "
             f"{CODECS_HINT}, or install any one of: {'; '.join(decoder.missing_dependencies)}")
+
+
+def _decode(ds: Dataset, index: int, locator: str) -> np.ndarray | Reject:
+    """Frame ``index``'s pixels. Compressed pixels that the installed plugins cannot decode (12-bit JPEG Extended
+    with Pillow only, say) are ``no_decoder``, naming the syntax, what the plugins said and what to install."""
+    try:
+        return pixel_array(ds, index=index)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises RuntimeError or plugin-specific errors
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        if syntax is None or not syntax.is_compressed:
+            raise
+        said = " ".join(str(exc).split())
+        return Reject("no_decoder", f"{syntax.name} ({syntax}) pixel data could not be decoded by the installed "
+                      f"plugins ({said}); run {CODECS_HINT} (pylibjpeg-libjpeg decodes 12-bit JPEG Extended and "
+                      "JPEG Lossless)", locator)
 
 
 def _redact_locator(locator: str, ds: Dataset, key: str) -> str:

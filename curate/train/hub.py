@@ -14,7 +14,17 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from curate.export.hub import REPO_ID, PushError, PushFailed, UploadFile, _refuse_token_in_files, _token, scrub
+from curate.export.hub import (
+    REPO_ID,
+    PushError,
+    PushFailed,
+    PushRefused,
+    UploadFile,
+    _check_visibility,
+    _refuse_token_in_files,
+    _token,
+    scrub,
+)
 
 log = logging.getLogger("curate")
 
@@ -28,9 +38,10 @@ def model_files(folder: Path) -> list[UploadFile]:
             for p in sorted(folder.rglob("*")) if p.is_file()]
 
 
-def push_model(folder: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None,
+def push_model(folder: str | Path, repo_id: str, *, private: bool = True, token: str | None = None,
                message: str | None = None) -> str:
-    """Upload ``folder`` to the model repo ``repo_id``; returns the commit URL."""
+    """Upload ``folder`` to the model repo ``repo_id`` (private unless ``private=False``; an existing repo of the
+    other visibility is refused); returns the commit URL."""
     folder = Path(folder)
     if not REPO_ID.match(repo_id):
         raise PushError(f"repo id '{repo_id}' must look like ORG/NAME")
@@ -40,9 +51,12 @@ def push_model(folder: str | Path, repo_id: str, *, private: bool | None = None,
     log.info("pushing %d files from %s to model %s", len(files), folder, repo_id)
     try:
         api = HfApi(token=token)
+        _check_visibility(api, repo_id, private, repo_type="model")
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", commit_message=message
                                  or f"Upload fine-tuned adapter ({len(files)} files) with curate")
+    except PushRefused:
+        raise
     except Exception as exc:  # every failure, re-raised with the token scrubbed
         detail = scrub(f"{type(exc).__name__}: {exc}", token)
         raise PushFailed(f"push to {repo_id} failed: {detail}. The trained folder {folder} is kept; fix the cause and "

@@ -175,7 +175,7 @@ def merge_adapter(recipe: Recipe, adapter_dir: Path, out: Path) -> None:
 
 
 def finetune(recipe: str | Path | Recipe, data_dir: str | Path, output: str | Path | None = None, *,
-             overwrite: bool = False, push: str | None = None, private: bool | None = None,
+             overwrite: bool = False, push: str | None = None, private: bool = True,
              token: str | None = None) -> FinetuneResult:
     """Plan, train, write OUT (see the module docstring), merge and push as asked."""
     plan = plan_finetune(recipe, data_dir, output, overwrite)
