@@ -35,6 +35,9 @@ demo: install
 	$(BIN)/curate run pipelines/demo.yaml --run-dir runs/demo
 
 test: install
+	@# tests/test_view.py drives a real headless Chromium (Debian package chromium); CI runs as root.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update && apt-get install -y chromium; } \
+		|| echo "chromium is missing: apt-get install chromium (as root) for tests/test_view.py"
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 gpu: install

@@ -460,6 +460,35 @@ def cmd_eval(args) -> int:
     return NOTHING_USABLE if summary["counts"]["errors"] == summary["counts"]["items"] else OK
 
 
+def cmd_view(args) -> int:
+    from curate.view import NotARun, RunFolder
+
+    try:
+        run = RunFolder(args.run_dir)
+    except NotARun as exc:
+        return fail("error:", exc, INVALID)
+    if args.static:
+        from curate.view.static import write_static
+
+        console.print(f"wrote {write_static(run, args.static)}", highlight=False)
+        return OK
+    from curate.view.server import make_server
+
+    try:
+        server = make_server(run, args.host, args.port)
+    except OSError as exc:
+        return fail("error:", f"cannot listen on {args.host}:{args.port}: {exc}", INVALID)
+    host, port = server.server_address[:2]
+    console.print(f"viewing {run.path} at http://{host}:{port}/  (Ctrl-C stops)", highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -637,6 +666,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="compare runs whose prompts, decoding or precision differ")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("view", help="browse a run folder in a local web page (funnel, rows and rejects, pairs and "
+                                    "citations, images, delivery), or write it as one self-contained HTML file")
+    p.add_argument("run_dir")
+    p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--static", metavar="FILE.html", help="write a self-contained summary to this file and exit")
+    p.set_defaults(func=cmd_view)
     return parser
 
 

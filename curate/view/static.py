@@ -1,0 +1,50 @@
+"""``curate view RUN_DIR --static report.html``: one self-contained HTML file (stylesheet inline, images as data
+URIs, no script, no link out) with the funnel, a few sample rows of every step, kept and rejected, and delivery
+(export, loss curve, evaluation), to travel with the dataset card."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from curate.view.html import Html, el, join
+from curate.view.pages import ROW_COLUMNS, _cited_chunks, delivery_page, layout, run_page
+from curate.view.rowcards import Links, row_card
+from curate.view.rows import RowCache
+from curate.view.runfolder import RunFolder
+from curate.view.server import image_type
+
+SAMPLES = 3
+
+
+def _samples(run: RunFolder, cache: RowCache) -> Html:
+    parts = [el("h2", "samples")]
+    for step in run.row_steps():
+        if step.folder is None:
+            continue
+        kept, rejects = cache.kept(step.folder), cache.rejects(step.folder)
+
+        def data_uri(row: dict, kept=kept) -> str:
+            data = kept.row(row["_part"], row["_row"], ["image"])["image"]["bytes"]
+            return f"data:{image_type(data)};base64,{base64.b64encode(data).decode()}"
+
+        rows = kept.page(0, SAMPLES, columns=[c for c in ROW_COLUMNS + kept.columns() if c != "image"]).rows
+        links = Links(image=lambda r, f=data_uri: f(r) if (r.get("image") or {}).get("path") else "",
+                      chunks=_cited_chunks(run, rows))
+        cards = [row_card(r, f"{step.dirname} row {i + 1}", links) for i, r in enumerate(rows)]
+        for reason in rejects.counts():
+            cards += [row_card(r.get("row") or {}, f"{step.dirname}/rejects #{r['_reject']}", Links(), reject=r)
+                      for r in rejects.page(0, 1, reason).rows]
+        parts += [el("h3", f"{step.dirname}: {kept.total:,} kept, {rejects.total:,} rejected"),
+                  el("div", *cards, class_="rows")]
+    return join(parts)
+
+
+def write_static(run: RunFolder, out: str | Path) -> Path:
+    """Write the run's self-contained summary to ``out``; returns its path."""
+    cache = RowCache()
+    body = join([run_page(run, static=True), _samples(run, cache), el("h2", "delivery"),
+                 delivery_page(run, static=True)])
+    out = Path(out)
+    out.write_text(layout(f"run {run.name()}", body, inline_css=True), encoding="utf-8")
+    return out
