@@ -6,7 +6,8 @@ heuristics, pii, grounding and dedup. Each executor runs the same pipeline into 
 shared: it is copied, not re-read, so only the stages are timed). Printed per stage and executor: rows in, seconds,
 rows/s, the speed-up over serial, and ``setups`` (how many times the
 stage's ``setup()`` ran: the model and index loads). Seconds are the step's wall clock (``wall_seconds``: reading,
-scheduling, workers starting and writing included). Outputs are checked identical to serial before any number is
+scheduling, workers starting and writing included); ``work s`` is the time inside the stage summed over batches, so
+wall minus work divided by workers is roughly what starting the workers and moving batches cost. Outputs are checked identical to serial before any number is
 printed.
 
     python benchmarks/executors.py [--workers 2] [--batch-size 256]
@@ -92,9 +93,9 @@ def main() -> None:
         if i and signature(run) != signature(root / "run-0"):
             raise SystemExit(f"{label} wrote different rows, rejects or counts than serial")
     print(f"pipeline {path} · batch_size {args.batch_size} · outputs identical to serial for every executor\n")
-    header = f"{'stage':<16}{'rows in':>9}" + "".join(f"{label:>34}" for label in executors)
+    header = f"{'stage':<16}{'rows in':>9}" + "".join(f"{label:>50}" for label in executors)
     print(header)
-    print(f"{'':<25}" + "".join(f"{'s · rows/s · x serial · setups':>34}" for _ in executors))
+    print(f"{'':<25}" + "".join(f"{'wall s · work s · rows/s · x serial · setups':>50}" for _ in executors))
     serial = reports["serial"]
     for k, base in enumerate(serial.stages):
         if base.stage == "ingest":
@@ -104,9 +105,10 @@ def main() -> None:
             s = reports[label].stages[k]
             rate = s.rows_in / max(s.wall_seconds, 1e-9)
             ratio = base.wall_seconds / max(s.wall_seconds, 1e-9)
-            cells.append(f"{s.wall_seconds:7.1f} · {rate:8,.0f} · {ratio:5.2f} · {s.counters.get('setups', 0):3d}")
-        print(f"{base.stage:<16}{base.rows_in:>9,}" + "".join(f"{c:>34}" for c in cells))
-    print(f"{'run (stages)':<25}" + "".join(f"{walls[label]:>26.1f} s wall" for label in executors))
+            cells.append(f"{s.wall_seconds:6.1f} · {s.seconds:6.1f} · {rate:8,.0f} · {ratio:5.2f} · "
+                         f"{s.counters.get('setups', 0):3d}")
+        print(f"{base.stage:<16}{base.rows_in:>9,}" + "".join(f"{c:>50}" for c in cells))
+    print(f"{'run (stages)':<25}" + "".join(f"{walls[label]:>42.1f} s wall" for label in executors))
 
 
 if __name__ == "__main__":

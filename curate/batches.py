@@ -33,7 +33,8 @@ def plan_batches(source: Path, batch_size: int, group_by: tuple[str, ...] = ()) 
     """The input's rows as batches of at most ``batch_size`` rows (more when one group is larger), in file order.
 
     Without ``group_by`` a batch never crosses a file; with it, a batch ends only where the group changes, so a
-    group (contiguous in the input, as ingest writes a document's pages) always lies in one batch.
+    group (contiguous in the input, as ingest writes a document's pages) always lies in one batch. A row with a
+    missing group value (a QA row has no ``doc_id``) is a group of its own.
     """
     files = parquet_files(source)
     if not group_by:
@@ -50,6 +51,8 @@ def plan_batches(source: Path, batch_size: int, group_by: tuple[str, ...] = ()) 
         start = 0
         for i, row in enumerate(keys):
             key = tuple(row[c] for c in group_by)
+            if None in key:
+                key = (str(f), i)
             if size >= batch_size and key != last:
                 if i > start:
                     current.append((str(f), start, i - start))

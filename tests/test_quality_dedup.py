@@ -134,3 +134,23 @@ def test_shingle_sets_of_texts_without_words_are_empty():
     assert [len(s) for s in sets] == [0, 0, 0]
     mixed = MinHasher().shingle_sets(["", "apply firm direct pressure", ""])
     assert [len(s) for s in mixed] == [0, 2, 0]
+
+
+def test_vqa_pairs_are_compared_per_image(realdata):
+    """The same template pair on two different real CT images is two pairs; the same pair twice on one image is one."""
+    from curate.ingest import dicom
+    from curate.ingest.base import SourceSpec
+    from curate.rag.vqa import SynthVQA
+
+    images = []
+    for name in ("cp_ctimage.dcm", "dwv_dicompyler-ct.0.dcm"):
+        spec = SourceSpec(name="ct", kind="dicom", license="test", path=realdata / "dicom" / name)
+        images += [r for r in dicom.read(spec, dicom.Options()) if isinstance(r, dict)]
+    pairs = SynthVQA({"templates": ["modality"]})(columns(images, COLUMNS))
+    assert len(pairs["id"]) == 2 and pairs["messages"][0] == pairs["messages"][1]  # identical text, two images
+    assert pairs["image"][0]["bytes"] != pairs["image"][1]["bytes"]
+    repeated = {k: v + v[:1] for k, v in pairs.items() if k in COLUMNS}
+    out = Dedup({"kinds": ["vqa"]})(columns([dict(zip(repeated, values)) for values in zip(*repeated.values())],
+                                            COLUMNS))
+    assert out[DROP] == [None, None, "exact_duplicate"]
+    assert json.loads(out[DROP_DETAIL][2]) == {"duplicate_of": pairs["id"][0]}

@@ -28,7 +28,11 @@ that may itself be a dropped row, whose own detail leads on to the kept one):
   earlier row -> ``{"duplicate_of": id, "cosine": 0.97}``. Compares each row with all earlier ones (a matrix
   product per batch), fine for some hundred thousand rows.
 
-Consumes ``id``, ``kind``, ``messages``, ``text``, ``caption``; produces no new columns.
+Rows that carry an image (``vqa`` and ``image`` rows, when ``kinds`` includes them) are compared only with rows of
+the same image (its bytes' hash): the same template question on two different CT images is two pairs, the same
+question twice on one image is a duplicate. The semantic pass compares rows without images only.
+
+Consumes ``id``, ``kind``, ``messages``, ``text``, ``caption``, ``image``; produces no new columns.
 
 Example::
 
@@ -97,11 +101,13 @@ class Embeddings:
 
 @dataclass
 class DedupSketch:
-    """One batch prepared for lookup: its ids, each row's compared text (None: takes no part), exact keys, MinHash
-    sketches of the rows with text (``present``: their positions) and, with ``semantic``, their embeddings."""
+    """One batch prepared for lookup: its ids, each row's compared text (None: takes no part) and scope (its image's
+    hash, or None), exact keys, MinHash sketches of the rows with text (``present``: their positions) and, with
+    ``semantic``, their embeddings."""
 
     ids: list[str]
     texts: list[str | None]
+    scopes: list[bytes | None]
     keys: list[bytes | None]
     present: list[int]
     near: Sketches | None
@@ -111,7 +117,7 @@ class DedupSketch:
 class Dedup(Reducer):
     name = "dedup"
     Config = DedupConfig
-    inputs = ("id", "kind", "messages", "text", "caption")
+    inputs = ("id", "kind", "messages", "text", "caption", "image")
 
     def setup(self) -> None:
         self._model = load_embedder(self.config.model) if self.config.semantic else None
@@ -121,17 +127,19 @@ class Dedup(Reducer):
         return NearIndex(c.threshold, c.num_perm, c.shingle_words, c.seed, c.confirm, c.fn_weight)
 
     def sketch(self, batch: dict[str, list]) -> DedupSketch:
-        texts = self._texts(rows(batch))
+        row_list = rows(batch)
+        texts = self._texts(row_list)
+        scopes = [_image_hash(r) if t else None for r, t in zip(row_list, texts)]
         present = [i for i, t in enumerate(texts) if t]
-        keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() if t else None for t in texts]
+        keys = [hashlib.blake2b((scope or b"") + t.encode(), digest_size=16).digest() if t else None
+                for t, scope in zip(texts, scopes)]
         near = self._index().sketch([texts[i] for i in present]) if self.config.near and present else None
         vectors = embed([texts[i] for i in present], self._model) if self.config.semantic and present else None
-        return DedupSketch(list(batch["id"]), texts, keys, present, near, vectors)
+        return DedupSketch(list(batch["id"]), texts, scopes, keys, present, near, vectors)
 
     def begin(self) -> None:
         self._exact: dict[bytes, str] = {}
-        self._near = self._index()
-        self._near_ids: list[str] = []
+        self._near: dict[bytes | None, tuple[NearIndex, list[str]]] = {}  # scope -> its index and the ids in it
         self._embeddings = Embeddings()
         self._embedding_ids: list[str] = []
 
@@ -171,15 +179,19 @@ class Dedup(Reducer):
         position = {row: j for j, row in enumerate(sketch.present)}
         for i in todo:
             j = position[i]
-            match = self._near.best_match(sketch.near, j)
+            index, ids = self._near.setdefault(sketch.scopes[i], (self._index(), []))
+            match = index.best_match(sketch.near, j)
             if match:
                 item, score = match
                 reasons[i] = "near_duplicate"
-                details[i] = json.dumps({"duplicate_of": self._near_ids[item], "jaccard": round(score, 4)})
-            self._near.add(sketch.near, j)
-            self._near_ids.append(sketch.ids[i])
+                details[i] = json.dumps({"duplicate_of": ids[item], "jaccard": round(score, 4)})
+            index.add(sketch.near, j)
+            ids.append(sketch.ids[i])
 
     def _semantic_pass(self, todo, sketch: DedupSketch, reasons, details) -> None:
+        todo = [i for i in todo if sketch.scopes[i] is None]
+        if not todo:
+            return
         position = {row: j for j, row in enumerate(sketch.present)}
         vectors = sketch.vectors[[position[i] for i in todo]]
         earlier = self._embeddings.matrix
@@ -194,3 +206,10 @@ class Dedup(Reducer):
                 details[i] = json.dumps({"duplicate_of": first, "cosine": round(float(scores[j]), 4)})
         self._embeddings.append(vectors)
         self._embedding_ids += [sketch.ids[i] for i in todo]
+
+
+def _image_hash(row: dict) -> bytes | None:
+    """The hash of the row's image bytes, or None for a row without an image."""
+    image = row.get("image")
+    data = image.get("bytes") if isinstance(image, dict) else None
+    return hashlib.blake2b(data, digest_size=16).digest() if data else None
