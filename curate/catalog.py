@@ -1,4 +1,5 @@
-"""The source catalog: one YAML file per upstream source in ``curate/sources/`` (package data, so a wheel has it).
+"""The source catalog: one YAML file per upstream source in ``sources/`` (``curate/sources`` links there, so a wheel
+ships it as package data).
 
 Each entry says what kind of connector reads the source, where it lives (a Hub dataset pinned to a revision, a URL
 with its sha256, or a local path), its licence and attribution, and how its columns map onto the record schema.
