@@ -1,4 +1,5 @@
-"""The source catalog in sources/ (shipped as curate/sources): every file loads, follows the conventions, and `curate sources` prints it."""
+"""The source catalog in sources/ (shipped as curate/sources): every file loads, follows the conventions, and
+`curate sources` prints it."""
 
 from __future__ import annotations
 

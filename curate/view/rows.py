@@ -82,6 +82,20 @@ class KeptRows:
             raise KeyError(f"no row {index} in part {part}")
         return self.read(part, index, 1, columns)[0]
 
+    def first_of_each(self, column: str, per: int) -> list[int]:
+        """Global indices of the first ``per`` rows of every value of ``column`` (that one column is read)."""
+        seen: dict = {}
+        for part, f in enumerate(self.files):
+            for i, value in enumerate(pq.read_table(f, columns=[column])[column].to_pylist()):
+                taken = seen.setdefault(value, [])
+                if len(taken) < per:
+                    taken.append(self.starts[part] + i)
+        return sorted(i for taken in seen.values() for i in taken)
+
+    def at(self, i: int, columns: list[str] | None = None) -> dict:
+        """The row with global index ``i``."""
+        return self.row(*self._locate(i), columns)
+
     def _locate(self, i: int) -> tuple[int, int]:
         part = bisect.bisect_right(self.starts, i) - 1
         return part, i - self.starts[part]
@@ -90,7 +104,7 @@ class KeptRows:
         """``limit`` rows from ``offset``; with ``query``, of the rows whose text holds it (case-insensitive)."""
         if query:
             hits = self.matches(query)
-            return Page([self.row(*self._locate(i), columns) for i in hits[offset:offset + limit]], len(hits), offset)
+            return Page([self.at(i, columns) for i in hits[offset:offset + limit]], len(hits), offset)
         rows, i = [], offset
         while len(rows) < limit and i < self.total:
             part, first = self._locate(i)
@@ -108,12 +122,14 @@ class KeptRows:
             for part, f in enumerate(self.files):
                 cols = [c for c in (*SEARCHED, "messages") if c in names]
                 table = pq.read_table(f, columns=cols)
-                mask = pa.array([False] * table.num_rows)
+                if not table.num_rows:
+                    continue
+                mask = pa.array([False] * table.num_rows, pa.bool_())
                 for c in SEARCHED:
                     if c in names:
                         hit = pc.fill_null(pc.match_substring(table[c], needle, ignore_case=True), False)
                         mask = pc.or_(mask, hit)
-                if "messages" in names and table.num_rows:
+                if "messages" in names:
                     mask = pc.or_(mask, _messages_hold(table["messages"], needle, table.num_rows))
                 found.extend(self.starts[part] + i for i in pc.indices_nonzero(mask).to_pylist())
             if len(self._matches) > 16:
@@ -128,7 +144,7 @@ def _messages_hold(messages: pa.ChunkedArray, needle: str, n: int) -> pa.Array:
     parents = pc.list_parent_indices(messages)
     hit = pc.fill_null(pc.match_substring(pc.struct_field(flat, "content"), needle, ignore_case=True), False)
     rows = set(pc.filter(parents, hit).to_pylist())
-    return pa.array([i in rows for i in range(n)])
+    return pa.array([i in rows for i in range(n)], pa.bool_())
 
 
 class Rejects:

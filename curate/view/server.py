@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
 from curate.view import pages
+from curate.view.html import el
 from curate.view.rows import RowCache
 from curate.view.runfolder import RunFolder
 
@@ -104,11 +105,15 @@ def make_handler(viewer: Viewer) -> type[BaseHTTPRequestHandler]:
                 kind, body = viewer.page(url.path, query)
                 status = HTTPStatus.OK
             except NotFound as exc:
-                kind, body, status = "text/html", pages.layout("not found", pages.el("p", str(exc))), \
+                kind, body, status = "text/html", pages.layout("not found", el("p", str(exc))), \
                     HTTPStatus.NOT_FOUND
             except ValueError as exc:
-                kind, body, status = "text/html", pages.layout("bad request", pages.el("p", str(exc))), \
+                kind, body, status = "text/html", pages.layout("bad request", el("p", str(exc))), \
                     HTTPStatus.BAD_REQUEST
+            except Exception as exc:  # a page that cannot be read (a file being replaced, a corrupt part): say so
+                log.exception("curate view: %s failed", self.path)
+                message = el("p", f"{url.path} could not be shown: {type(exc).__name__}: {exc}")
+                kind, body, status = "text/html", pages.layout("error", message), HTTPStatus.INTERNAL_SERVER_ERROR
             data = body.encode() if isinstance(body, str) else body
             self.send_response(status)
             self.send_header("Content-Type", kind + ("; charset=utf-8" if kind.startswith("text/") else ""))

@@ -1,6 +1,6 @@
 """``curate view RUN_DIR --static report.html``: one self-contained HTML file (stylesheet inline, images as data
-URIs, no script, no link out) with the funnel, a few sample rows of every step, kept and rejected, and delivery
-(export, loss curve, evaluation), to travel with the dataset card."""
+URIs, no script, no link out) with the funnel, the first kept rows of every kind and one reject of every reason in
+every step, and delivery (export, loss curve, evaluation), to travel with the dataset card."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from curate.view.rows import RowCache
 from curate.view.runfolder import RunFolder
 from curate.view.server import image_type
 
-SAMPLES = 3
+SAMPLES = 2  # rows shown of every kind in every step, and rejects of every reason: one
 
 
 def _samples(run: RunFolder, cache: RowCache) -> Html:
@@ -28,7 +28,8 @@ def _samples(run: RunFolder, cache: RowCache) -> Html:
             data = kept.row(row["_part"], row["_row"], ["image"])["image"]["bytes"]
             return f"data:{image_type(data)};base64,{base64.b64encode(data).decode()}"
 
-        rows = kept.page(0, SAMPLES, columns=[c for c in ROW_COLUMNS + kept.columns() if c != "image"]).rows
+        columns = list(dict.fromkeys(c for c in ROW_COLUMNS + kept.columns() if c != "image"))
+        rows = [kept.at(i, columns) for i in kept.first_of_each("kind", SAMPLES)] if kept.total else []
         links = Links(image=lambda r, f=data_uri: f(r) if (r.get("image") or {}).get("path") else "",
                       chunks=_cited_chunks(run, rows))
         cards = [row_card(r, f"{step.dirname} row {i + 1}", links) for i, r in enumerate(rows)]
