@@ -24,6 +24,7 @@ from curate.cli import main
 from curate.io import read_json, read_jsonl, write_json
 from curate.pipeline import load_plan
 from curate.run import run_plan
+from test_finetune import TINY_TRAIN, _recipe, tiny_gemma3n, tokenizer  # noqa: F401 (the tiny model's fixtures)
 
 SCRIPT = "<script>document.body.setAttribute('data-xss', 'ran')</script>"
 HOSTILE = {"question": f"What does this page do with {SCRIPT} inside a question about bleeding?",
@@ -54,11 +55,11 @@ def dom(url: str, tmp: Path) -> str:
 
 
 def cards(page: str) -> list[str]:
-    return re.findall(r"<article class=\"row[^\"]*\">.*?</article>", page, re.S)
+    return re.findall(r"<article class=\"row[^\"]*\">.*?</article>", page, re.DOTALL)
 
 
 def card_ids(page: str) -> list[str]:
-    return [re.search(r"<header>.*?<code>([0-9a-f]+)</code>", c, re.S).group(1) for c in cards(page)]
+    return [re.search(r"<header>.*?<code>([0-9a-f]+)</code>", c, re.DOTALL).group(1) for c in cards(page)]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def test_synthesized_pair_shows_cited_passage_with_support_highlighted(server, r
     at = next(i for i, r in enumerate(pairs) if r["context"])  # rows that passed through come first
     first = cards(page)[at]
     answer = pairs[at]["messages"][1]["content"]
-    marked = unescape(re.search(r'<mark class="support">(.*?)</mark>', first, re.S).group(1))
+    marked = unescape(re.search(r'<mark class="support">(.*?)</mark>', first, re.DOTALL).group(1))
     assert " ".join(marked.split()) in " ".join(answer.split()) or " ".join(answer.split()) in marked
     assert 'class="badge cited"' in first
     citation = pairs[at]["citations"][0]
@@ -231,3 +232,55 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
     assert "is not a curate run folder" in capsys.readouterr().err
     assert main(["view", str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory, realdata, tiny_gemma3n) -> Path:
+    """A run that exports FirstAidQA, LoRA-trains a tiny random Gemma 3n on it for 3 steps and scores the base and
+    the tuned model on 6 of the 40 FirstAidQA evaluation questions."""
+    tmp = tmp_path_factory.mktemp("delivered")
+    recipe = _recipe(tmp / "tiny.yaml", str(tiny_gemma3n), train={**TINY_TRAIN, "max_steps": 3},
+                     data={"max_train_rows": 16, "eval_split": None})
+    path = tmp / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "view-delivery",
+        "sources": [{"source": "hf_qa", "name": "firstaidqa", "license": "unknown", "limit": 40,
+                     "path": str(realdata / "qa/firstaidqa/firstaidqa_v1.json")}],
+        "stages": [{"stage": "select", "min_chars": 200}],
+        "export": {"splits": {"train": 1.0}},
+        "finetune": {"recipe": str(recipe), "evaluate": {
+            "set": str(realdata / "qa/firstaidqa/eval_questions_40.json"), "limit": 6,
+            "settings": {"shots": 0, "max_tokens_open": 8}, "model": {"dtype": "float32", "device": "cpu"}}}}))
+    run_plan(load_plan(path, tmp / "run"))
+    return tmp / "run"
+
+
+def test_delivery_shows_loss_curve_and_base_vs_tuned_per_item(delivered, tmp_path):
+    from curate.view.runfolder import RunFolder
+    from curate.view.server import serve_in_thread
+
+    server, url = serve_in_thread(RunFolder(delivered))
+    try:
+        page = dom(url + "/delivery", tmp_path)
+    finally:
+        server.shutdown()
+    history = read_json(delivered / "finetune" / "loss_history.json")
+    losses = [h for h in history["train"] if "loss" in h]
+    curve = re.search(r'<svg[^>]*class="loss".*?</svg>', page, re.DOTALL).group(0)
+    assert len(re.findall(r"<circle", curve)) == len(losses) == 3
+    assert all(f"train step {h['step']}: {h['loss']:.4f}" in curve for h in losses)
+    comparison = read_json(delivered / "evaluate" / "comparison.json")
+    table = re.search(r'<table class="metrics">(?:(?!</table>).)*tuned − base.*?</table>', page, re.DOTALL).group(0)
+    for name, m in comparison["metrics"].items():
+        assert f"<td>{name}</td><td>{m['a']['value']:.3f} [{m['a']['ci_low']:.3f}, {m['a']['ci_high']:.3f}]" \
+            in unescape(table)
+    base = read_jsonl(delivered / "evaluate" / "base" / "predictions.jsonl")
+    tuned = {r["id"]: r for r in read_jsonl(delivered / "evaluate" / "tuned" / "predictions.jsonl")}
+    items = re.findall(r'<tr class="item">(.*?)</tr>', page, re.DOTALL)
+    assert len(items) == len(base) == 6
+    for row, b in zip(items, base):
+        cells = [unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)]
+        assert b["question"] in cells[0] and b["reference"] in cells[0]
+        assert b["output"] in cells[1] and tuned[b["id"]]["output"] in cells[2]
+        assert f"{b['token_f1']}" in cells[1]
+    assert "firstaidqa" in page and ">train<" in page  # the export's split table

@@ -58,7 +58,8 @@ def funnel(steps: list[StepView], link=None) -> Html:
                viewBox=f"0 0 {label_w + bar_w + info_w} {height}", role="img", class_="funnel",
                aria_label="rows in and out of every step, drops by reason")
     legend = el("ul", el("li", el("span", "■", class_="swatch kept"), " kept"),
-                *[el("li", el("span", "■", class_=f"swatch r{PALETTE.index(c)}"), f" {r}") for r, c in colours.items()],
+                *[el("li", el("span", "■", class_=f"swatch r{PALETTE.index(c)}"), f" {r}")
+                  for r, c in colours.items()],
                 class_="legend")
     return join([chart, legend])
 
@@ -73,8 +74,13 @@ def loss_curve(history: dict) -> Html:
     w, h, pad = 640, 260, 48
     x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
     y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
-    sx = lambda v: pad + (w - 2 * pad) * ((v - x0) / (x1 - x0) if x1 > x0 else 0.5)  # noqa: E731
-    sy = lambda v: h - pad - (h - 2 * pad) * ((v - y0) / (y1 - y0) if y1 > y0 else 0.5)  # noqa: E731
+
+    def sx(v: float) -> float:
+        return pad + (w - 2 * pad) * ((v - x0) / (x1 - x0) if x1 > x0 else 0.5)
+
+    def sy(v: float) -> float:
+        return h - pad - (h - 2 * pad) * ((v - y0) / (y1 - y0) if y1 > y0 else 0.5)
+
     parts = [el("line", x1=pad, x2=w - pad, y1=h - pad, y2=h - pad, stroke="#212121"),
              el("line", x1=pad, x2=pad, y1=pad, y2=h - pad, stroke="#212121"),
              el("text", f"step {x0}", x=pad, y=h - pad + 18, class_="info"),

@@ -3,8 +3,9 @@ builder itself made) passes through as markup, so row text can never become mark
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from html import escape
-from typing import Iterable, Union
+from typing import Union
 
 
 class Html(str):

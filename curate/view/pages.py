@@ -82,10 +82,11 @@ def _pager(page: Page, href) -> Html:
 
 def step_page(run: RunFolder, cache: RowCache, dirname: str, show: str, reason: str, query: str, offset: int) -> Html:
     step = run.step(dirname)
-    kept, rejects = cache.kept(step.folder), cache.rejects(step.folder)
-    counts = rejects.counts()
+    kept = cache.kept(step.folder)
+    # The rejects' line index is built only when they are shown; the kept tab takes their counts from the stats.
+    counts = cache.rejects(step.folder).counts() if show == "rejects" else step.dropped
     tabs = el("div", el("a", f"kept ({kept.total:,})", href=step_href(dirname), class_="tab" + (
-        " on" if show == "kept" else "")), el("a", f"rejected ({rejects.total:,})", href=step_href(
+        " on" if show == "kept" else "")), el("a", f"rejected ({sum(counts.values()):,})", href=step_href(
             dirname, show="rejects"), class_="tab" + (" on" if show == "rejects" else "")), class_="tabs")
     reasons = el("select", el("option", "any reason", value=""), *[
         el("option", f"{r} ({n:,})", value=r, selected=r == reason) for r, n in counts.items()], name="reason")
@@ -93,7 +94,7 @@ def step_page(run: RunFolder, cache: RowCache, dirname: str, show: str, reason: 
               el("input", type="search", name="q", value=query, placeholder="search text"),
               el("button", "filter", type="submit"), method="get", action=step_href(dirname), class_="filter")
     if show == "rejects":
-        page = rejects.page(offset, PAGE_SIZE, reason, query)
+        page = cache.rejects(step.folder).page(offset, PAGE_SIZE, reason, query)
         cards = [row_card(r.get("row") or {}, f"{dirname}/rejects #{r['_reject']}", Links(), reject=r)
                  for r in page.rows]
     else:

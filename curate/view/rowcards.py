@@ -4,8 +4,8 @@ of a synthesized pair), its provenance, and for a reject its reason and detail. 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from curate.schema import COLUMNS
 from curate.view.cite import supported

@@ -37,6 +37,16 @@ def _signature(files: list[Path]) -> tuple:
     return tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
 
 
+def _part_rows(part: Path) -> int:
+    """Rows in a part file: from its batch's shard record (``part-K`` has ``shard-K.json``, written after it) when
+    there is one, which is a small JSON read instead of a parquet footer, else from the footer."""
+    shard = part.with_name(part.name.replace("part-", "shard-", 1).replace(".parquet", ".json"))
+    try:
+        return int(json.loads(shard.read_bytes())["rows_out"])
+    except (OSError, ValueError, KeyError):
+        return pq.ParquetFile(part).metadata.num_rows
+
+
 class KeptRows:
     """The kept rows of a step folder (``part-*.parquet``), in file order."""
 
@@ -44,7 +54,7 @@ class KeptRows:
         self.folder = folder
         self.files = sorted(folder.glob("part-*.parquet"))
         self._key = _signature(self.files)
-        self.counts = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
+        self.counts = [_part_rows(f) for f in self.files]
         self.starts = [0]
         for n in self.counts:
             self.starts.append(self.starts[-1] + n)
@@ -157,20 +167,20 @@ class Rejects:
         self._key = _signature(self.files)
         self.file_of, self.offset_of, self.reason_of = array("i"), array("q"), array("i")
         self.reasons: list[str] = []
-        codes: dict[str, int] = {}
+        codes: dict[bytes, int] = {}  # the reason as written (JSON-escaped bytes) -> its code
         for k, f in enumerate(self.files):
             with f.open("rb") as fh:
                 position = 0
                 for line in fh:
                     if line.strip():
                         found = _REASON.search(line, 0, 400)
-                        reason = json.loads(b'"' + found.group(1) + b'"') if found else "?"
-                        if reason not in codes:
-                            codes[reason] = len(self.reasons)
-                            self.reasons.append(reason)
+                        written = found.group(1) if found else b"?"
+                        if written not in codes:
+                            codes[written] = len(self.reasons)
+                            self.reasons.append(json.loads(b'"' + written + b'"'))
                         self.file_of.append(k)
                         self.offset_of.append(position)
-                        self.reason_of.append(codes[reason])
+                        self.reason_of.append(codes[written])
                     position += len(line)
         self._filtered: dict[tuple, array] = {}
 

@@ -98,7 +98,7 @@ def make_handler(viewer: Viewer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "curate-view"
 
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        def do_GET(self) -> None:
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             try:
@@ -124,7 +124,7 @@ def make_handler(viewer: Viewer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 (the standard library's signature)
+        def log_message(self, format: str, *args) -> None:
             log.info("%s %s", self.address_string(), format % args)
 
     return Handler
