@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
+from test_finetune import TINY_TRAIN, _recipe, tiny_gemma3n, tokenizer  # noqa: F401 (fixtures of the tiny model)
 
 from curate.cli import main
 from curate.io import read_json, read_jsonl, write_json
 from curate.pipeline import load_plan
 from curate.run import run_plan
-from test_finetune import TINY_TRAIN, _recipe, tiny_gemma3n, tokenizer  # noqa: F401 (the tiny model's fixtures)
 
 SCRIPT = "<script>document.body.setAttribute('data-xss', 'ran')</script>"
 HOSTILE = {"question": f"What does this page do with {SCRIPT} inside a question about bleeding?",
@@ -235,11 +235,11 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def delivered(tmp_path_factory, realdata, tiny_gemma3n) -> Path:
+def delivered(tmp_path_factory, realdata, request) -> Path:
     """A run that exports FirstAidQA, LoRA-trains a tiny random Gemma 3n on it for 3 steps and scores the base and
     the tuned model on 6 of the 40 FirstAidQA evaluation questions."""
     tmp = tmp_path_factory.mktemp("delivered")
-    recipe = _recipe(tmp / "tiny.yaml", str(tiny_gemma3n), train={**TINY_TRAIN, "max_steps": 3},
+    recipe = _recipe(tmp / "tiny.yaml", str(request.getfixturevalue("tiny_gemma3n")), train={**TINY_TRAIN, "max_steps": 3},
                      data={"max_train_rows": 16, "eval_split": None})
     path = tmp / "pipeline.yaml"
     path.write_text(yaml.safe_dump({
