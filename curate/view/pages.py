@@ -70,7 +70,8 @@ def run_page(run: RunFolder, static: bool = False) -> Html:
 
 def _pager(page: Page, href) -> Html:
     last = page.offset + len(page.rows)
-    parts = [el("span", f"rows {page.offset + 1 if page.rows else 0:,}–{last:,} of {page.total:,}", class_="count")]
+    shown = f"rows {page.offset + 1:,}–{last:,}" if page.rows else f"no rows from row {page.offset + 1:,}"
+    parts = [el("span", f"{shown} of {page.total:,}", class_="count")]
     if href is None:
         return el("div", *parts, class_="pager")
     if page.offset > 0:

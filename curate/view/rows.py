@@ -238,11 +238,6 @@ class Rejects:
         chosen = self.select(reason, query)
         return Page([self._line(i) for i in chosen[offset:offset + limit]], len(chosen), offset)
 
-    def get(self, i: int) -> dict:
-        if not 0 <= i < self.total:
-            raise KeyError(f"no reject {i}")
-        return self._line(i)
-
 
 class RowCache:
     """One ``KeptRows`` and one ``Rejects`` per step folder, rebuilt when the folder's files change."""
