@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from curate.ingest import dicom, rocov2
+from curate.rag import vqa
 from curate.ingest.base import SourceSpec
 from curate.io import read_jsonl
 from curate.pipeline import load_plan
@@ -116,7 +117,26 @@ def check_rocov2_pairs(image: dict, made: list[tuple[str, str, str]]) -> None:
         assert answer.startswith("Yes. ") and answer[5:] in caption and mentions(answer, name)
     for _, question, answer in made:
         assert "None" not in question and "None" not in answer  # an unnamed CUI never shows up
-    assert templates == sorted(templates, key=["caption", "modality", "findings", "evidence"].index)
+    span = [a for t, _, a in made if t == "finding"]
+    assert len(span) <= 1
+    for answer in span:  # the caption's own words, pointers such as "(arrow)" removed
+        assert re.search(r"\b(showing|shows|demonstrat|reveal)", caption, re.IGNORECASE)
+        assert answer[:-1].lower() in re.sub(r"\s*\([^()]*\)", "", caption).lower() or \
+            answer[:-1].lower() in caption.lower()
+    closed = [(q, a) for t, q, a in made if t == "closed_modality"]
+    labels = {MODALITY_CUIS[c] for c in modality_cuis}
+    if len(labels) == 1 and labels <= {"CT", "MRI", "X-ray", "Ultrasound"}:
+        (yes_q, yes), (no_q, no) = closed  # balanced: one Yes about the modality, one No about another
+        assert yes.startswith("Yes. ") and no.startswith("No. ") and yes[5:] == no[4:] == answers[0]
+        assert yes_q != no_q
+    else:
+        assert closed == []  # no modality, or one that may be combined with another: no closed question
+    regions = {vqa.REGION_CUIS[c] for c in json.loads(image["meta"])["manual_cuis"] or [] if c in vqa.REGION_CUIS}
+    region_answers = [a for t, _, a in made if t == "region"]
+    assert region_answers == ([f"The {regions.pop()}."] if len(regions) == 1 else [])
+    closed_regions = [a for t, _, a in made if t == "closed_region"]
+    assert [a.split(".")[0] for a in closed_regions] in ([], ["Yes", "No"])
+    assert templates == sorted(templates, key=vqa.TEMPLATES.index)
 
 
 # -- the stage on ROCOv2 rows, called directly ------------------------------------------------------------------
@@ -148,7 +168,12 @@ def test_pairs_state_only_what_each_record_says(roco_rows):
     assert ("findings", QUESTIONS["findings"], "The image shows Aneurysm, Ascending Aorta.") in first
     assert not [t for t, _, _ in first if t == "evidence"]  # the concept's name is not verbatim in the caption
     assert ("evidence", "Is there evidence of thrombosis in this image?", f"Yes. {CAPTIONS[IDS[1]]}") in by_id[IDS[1]]
-    assert [t for t, _, _ in by_id[IDS[2]]] == ["caption", "modality"]  # its only concept is the modality
+    assert [t for t, _, _ in by_id[IDS[2]] if t in ("caption", "modality", "findings", "evidence")] == [
+        "caption", "modality"]  # its only concept is the modality
+    assert ("closed_modality", "Is this a CT scan?", "Yes. This image was acquired with computed tomography (CT).") \
+        in first
+    assert ("finding", "What does this CT image show?", "A huge ascending aortic aneurysm.") in first, first
+    assert not [t for t, _, _ in by_id[IDS[8]] if t == "closed_modality"]  # PET-CT: a "No" would not be known
     assert [q for t, q, _ in by_id[IDS[3]] if t == "evidence"] == [
         "Is there evidence of hemorrhage in this image?", "Is there evidence of temporal lobe in this image?"]
     assert "modality" not in [t for t, _, _ in by_id[IDS[5]]]  # "PET-CT" in the caption, but no modality CUI
@@ -182,7 +207,8 @@ def test_templates_caps_and_missing_names(roco_rows):
     # A Hub copy without a CUI mapping has cui_names null: no findings, no evidence, no crash.
     unnamed = [{**r, "cui_names": None} for r in roco_rows]
     made = pairs_by_image(run_stage(unnamed))
-    assert {t for pairs in made.values() for t, _, _ in pairs} == {"caption", "modality"}
+    assert {t for pairs in made.values() for t, _, _ in pairs} == {"caption", "modality", "finding",
+                                                                   "closed_modality", "region", "closed_region"}
 
     bare = {**roco_rows[0], "caption": None, "modality": None, "cuis": [], "cui_names": []}
     assert [r[DROP] for r in run_stage([bare])] == ["no_pairs"]
@@ -272,3 +298,23 @@ def test_runner_passes_vqa_rad_rows_through_untouched(run):
     before = [r for r in read_rows(ingest_dir) if r["source"] == "vqa_rad"]
     after = [r for r in read_rows(out_dir) if r["source"] == "vqa_rad"]
     assert len(before) == 12 and after == before
+
+
+def test_dicom_closed_questions_come_from_tags_only(realdata):
+    """The CR chest file's BodyPartExamined (CHEST) gives region questions; the CT whose only 'CHEST' is the free-text
+    StudyDescription gives none; both get a balanced modality pair from their Modality tag."""
+    spec = SourceSpec(name="dicom", kind="dicom", license="test", path=realdata / "dicom")
+    images = {r["provenance"]["locator"].split("/")[-1]: r for r in dicom.read(spec, dicom.Options())
+              if isinstance(r, dict)}
+    config = {"templates": ["closed_modality", "region", "closed_region"]}
+    made = {name: [(t, q, a) for t, q, a in vqa.pairs(images[name], vqa.SynthVQAConfig(**config))]
+            for name in ("dwv_gdcm-CR-MONO1-10-chest.dcm", "cp_ctimage.dcm")}
+    chest = made["dwv_gdcm-CR-MONO1-10-chest.dcm"]
+    assert ("region", "Which body region is shown?", "The chest.") in chest
+    closed = [(q, a) for t, q, a in chest if t == "closed_region"]
+    assert closed[0] == ("Is this an image of the chest?", "Yes. The image shows the chest.")
+    assert closed[1][1] == "No. The image shows the chest." and closed[1][0] in {
+        f"Is this an image of the {r}?" for r in ("head", "pelvis", "lower extremity")}
+    assert [a.split(".")[0] for t, _, a in chest if t == "closed_modality"] == ["Yes", "No"]
+    ct = made["cp_ctimage.dcm"]
+    assert [t for t, _, _ in ct] == ["closed_modality", "closed_modality"]  # no region: only free text says CHEST

@@ -10,6 +10,15 @@ Templates, each answered only from what the record states:
   the pneumothorax": a cue a few words before it in the same clause, or "is not"/"absent" just after) does not
   count. No "No" answers are made: a concept missing from a caption is not evidence of its absence from the image,
   and the negation cues are a heuristic, so a negated mention only withholds the pair.
+- ``finding``: "What does this CT image show?" -> the caption's own words after "showing", "shows",
+  "demonstrating", "revealing" (parenthesised pointers such as "(arrow)" removed): an extractive answer.
+- ``closed_modality``: "Is this a CT scan?" asked twice, once of the image's modality ("Yes. ...") and once of
+  another ("No. ..."), so closed questions are balanced. Only for images of exactly one of CT, MRI, X-ray or
+  ultrasound (an angiogram or PET image may be combined with another modality, so a "No" would not be known).
+- ``region``: "Which body region is shown?" and ``closed_region``: "Is this an image of the chest?" Yes for the
+  region and No for a region that cannot appear with it (head vs pelvis, chest vs lower extremity, ...). The region
+  comes from the ROCOv2 manual concepts or the DICOM BodyPartExamined tag, never from free text, and only when the
+  image has exactly one.
 
 Consumes ``image`` rows (``image``, ``caption``, ``cuis``, ``cui_names``, ``modality``, ``source``, ``license``,
 ``provenance``); other kinds pass through. Produces ``vqa`` rows (the same image, ``messages`` with one question and
@@ -24,6 +33,8 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Literal
 
@@ -37,11 +48,30 @@ MODALITY_NAMES = {
     "CT": "computed tomography (CT)", "X-ray": "a plain radiograph (X-ray)", "MRI": "magnetic resonance imaging (MRI)",
     "Ultrasound": "ultrasonography", "Angiography": "angiography", "PET": "positron emission tomography (PET)",
 }
-Template = Literal["caption", "modality", "findings", "evidence"]
+Template = Literal["caption", "modality", "findings", "evidence", "finding", "closed_modality", "region",
+                   "closed_region"]
+TEMPLATES = ("caption", "modality", "findings", "evidence", "finding", "closed_modality", "region", "closed_region")
+
+# Modalities that are never acquired together in one image: a "No" about one of them is known for the others.
+EXCLUSIVE_MODALITIES = {"CT": "a CT scan", "MRI": "an MRI scan", "X-ray": "a plain radiograph (X-ray)",
+                        "Ultrasound": "an ultrasound image"}
+# Body regions, from ROCOv2 manual concept CUIs and DICOM BodyPartExamined code strings.
+REGION_CUIS = {"C0037303": "head", "C0817096": "chest", "C0000726": "abdomen", "C0030797": "pelvis",
+               "C1140618": "upper extremity", "C0023216": "lower extremity", "C0037949": "spine", "C0006141": "breast"}
+REGION_CODES = {"HEAD": "head", "SKULL": "head", "BRAIN": "head", "CHEST": "chest", "THORAX": "chest",
+                "LUNG": "chest", "ABDOMEN": "abdomen", "PELVIS": "pelvis", "HAND": "upper extremity",
+                "ARM": "upper extremity", "ELBOW": "upper extremity", "WRIST": "upper extremity",
+                "LEG": "lower extremity", "KNEE": "lower extremity", "FOOT": "lower extremity",
+                "ANKLE": "lower extremity", "SPINE": "spine", "BREAST": "breast"}
+# Regions that one image of the first region cannot show (a conservative list: neighbours are never "No").
+DISJOINT_REGIONS = {"head": ("pelvis", "lower extremity", "abdomen"), "chest": ("head", "pelvis", "lower extremity"),
+                    "abdomen": ("head", "lower extremity"), "pelvis": ("head", "chest"),
+                    "upper extremity": ("head", "pelvis", "lower extremity"),
+                    "lower extremity": ("head", "chest", "upper extremity")}
 
 
 class SynthVQAConfig(StageConfig):
-    templates: list[Template] = Field(default_factory=lambda: ["caption", "modality", "findings", "evidence"])
+    templates: list[Template] = Field(default_factory=lambda: list(TEMPLATES))
     max_evidence: int = Field(default=2, ge=0)
     min_concept_chars: int = 4
 
@@ -87,6 +117,63 @@ def evidence_sentence(caption: str, name: str) -> str | None:
     return None
 
 
+_SHOWING = re.compile(r"\b(?:showing|shows|demonstrating|demonstrates|revealing|reveals)\s+(.+?)(?:[.;]|$)",
+                      re.IGNORECASE)
+_POINTER = re.compile(r"\s*\((?:[^()]*\b(?:arrows?|arrowheads?|asterisks?|circles?|stars?)\b[^()]*|[^\w()]*)\)",
+                      re.IGNORECASE)
+
+
+def finding_span(caption: str) -> str | None:
+    """What the caption says the image shows: the words after its first "showing"/"reveals"/..., pointers removed;
+    None when there is no such clause or it is shorter than two words."""
+    match = _SHOWING.search(caption)
+    if not match:
+        return None
+    span = _POINTER.sub("", match.group(1)).strip(" ,:")
+    return span if len(span.split()) >= 2 else None
+
+
+def row_meta(row: dict) -> dict:
+    try:
+        return json.loads(row.get("meta") or "{}")
+    except (TypeError, ValueError):
+        return {}
+
+
+def body_region(row: dict) -> str | None:
+    """The image's one body region: from ROCOv2 manual concepts, else the DICOM BodyPartExamined tag."""
+    meta = row_meta(row)
+    regions = {REGION_CUIS[c] for c in meta.get("manual_cuis") or [] if c in REGION_CUIS}
+    code = str(meta.get("BodyPartExamined") or "").upper()
+    if code in REGION_CODES:
+        regions.add(REGION_CODES[code])
+    return regions.pop() if len(regions) == 1 else None
+
+
+def _other(choices: list[str], key: str) -> str:
+    """One of ``choices``, the same for the same ``key`` on every run."""
+    return choices[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(choices)]
+
+
+def closed_modality(row: dict) -> list[tuple[str, str, str]]:
+    modalities = (row.get("modality") or "").split("/")
+    if len(modalities) != 1 or modalities[0] not in EXCLUSIVE_MODALITIES:
+        return []
+    true = modalities[0]
+    other = _other(sorted(set(EXCLUSIVE_MODALITIES) - {true}), row["id"])
+    said = modality_answer(true)
+    return [("closed_modality", f"Is this {EXCLUSIVE_MODALITIES[true]}?", f"Yes. {said}"),
+            ("closed_modality", f"Is this {EXCLUSIVE_MODALITIES[other]}?", f"No. {said}")]
+
+
+def closed_region(region: str, key: str) -> list[tuple[str, str, str]]:
+    if region not in DISJOINT_REGIONS:
+        return []
+    other = _other(list(DISJOINT_REGIONS[region]), key)
+    return [("closed_region", f"Is this an image of the {region}?", f"Yes. The image shows the {region}."),
+            ("closed_region", f"Is this an image of the {other}?", f"No. The image shows the {region}.")]
+
+
 def pairs(row: dict, config: SynthVQAConfig) -> list[tuple[str, str, str]]:
     """(template, question, answer) for one image record."""
     caption = (row.get("caption") or "").strip()
@@ -108,6 +195,17 @@ def pairs(row: dict, config: SynthVQAConfig) -> list[tuple[str, str, str]]:
             if sentence:
                 out.append(("evidence", f"Is there evidence of {name.lower()} in this image?", f"Yes. {sentence}"))
                 made += 1
+    span = finding_span(caption) if "finding" in config.templates and caption else None
+    if span:
+        kind = f" {row['modality']}" if row.get("modality") and "/" not in row["modality"] else ""
+        out.append(("finding", f"What does this{kind} image show?", span[0].upper() + span[1:] + "."))
+    if "closed_modality" in config.templates:
+        out += closed_modality(row)
+    region = body_region(row) if {"region", "closed_region"} & set(config.templates) else None
+    if region and "region" in config.templates:
+        out.append(("region", "Which body region is shown?", f"The {region}."))
+    if region and "closed_region" in config.templates:
+        out += closed_region(region, row["id"])
     return out
 
 
