@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from curate.ingest import dicom, rocov2
-from curate.rag import vqa
 from curate.ingest.base import SourceSpec
 from curate.io import read_jsonl
 from curate.pipeline import load_plan
+from curate.rag import vqa
 from curate.rag.vqa import CAPTION_QUESTION, SynthVQA, evidence_sentence
 from curate.run import run_plan
 from curate.schema import MODALITY_CUIS
