@@ -179,7 +179,10 @@ class Dedup(Reducer):
         position = {row: j for j, row in enumerate(sketch.present)}
         for i in todo:
             j = position[i]
-            index, ids = self._near.setdefault(sketch.scopes[i], (self._index(), []))
+            scope = sketch.scopes[i]
+            if scope not in self._near:
+                self._near[scope] = (self._index(), [])
+            index, ids = self._near[scope]
             match = index.best_match(sketch.near, j)
             if match:
                 item, score = match
