@@ -18,12 +18,12 @@ from pydicom.pixels import get_decoder
 
 from curate.ingest import dicom
 from curate.ingest.base import ConnectorError, Reject, SourceSpec
-from curate.ingest.deid import DEMOGRAPHICS, EMPTY, METHOD, REMOVE, deidentify, new_uid
+from curate.ingest.deid import deidentify, describe, new_uid
 
 REAL = Path(__file__).parents[1] / ".." / "shared" / "realdata" / "dicom"
 CR_MONO1 = REAL / "dwv_gdcm-CR-MONO1-10-chest.dcm"
 CT_CHEST = REAL / "cp_ctimage.dcm"
-CT_NO_WINDOW = REAL / "dwv_gdcm-CT-MONO2-8-abdo.dcm"
+CT_NO_WINDOW = REAL / "dwv_gdcm-CT-MONO2-8-abdo.dcm"  # also the real file with a date burned into its pixels
 
 
 def sample(name: str) -> Path:
@@ -111,7 +111,7 @@ def ct_small() -> Dataset:
 # -- rendering real files ----------------------------------------------------------------------------------------
 
 def test_every_real_file_becomes_a_png_of_its_size():
-    items = read(REAL)
+    items = read(REAL, ocr_burned_in=False)  # the OCR check has its own tests below
     files = sorted(REAL.glob("*.dcm"))
     assert len(files) == 5 and not [i for i in items if isinstance(i, Reject)]
     assert [r["provenance"]["locator"] for r in items] == [f.name for f in files]
@@ -124,7 +124,7 @@ def test_every_real_file_becomes_a_png_of_its_size():
         assert row["provenance"]["origin"] == str(REAL)
         assert row["image"]["path"].endswith(".png") and path.stem not in row["image"]["path"]
         meta = json.loads(row["meta"])
-        assert meta["deidentification"] == METHOD and meta["Rows"] == ds.Rows
+        assert meta["deidentification"] == describe() and meta["Rows"] == ds.Rows
     assert [r["modality"] for r in items] == ["CT", "MRI", "CT", "X-ray", "CT"]
     assert items[3]["caption"] == "X-ray image of the chest" and items[0]["caption"] == "CT image"
 
@@ -134,7 +134,9 @@ def test_max_size_downscales_the_longest_side_only():
     assert small.shape == (128, 128)
     assert pixels(only_row(CT_CHEST, max_size=None)).shape == (512, 512)
     assert pixels(only_row(sample("CT_small.dcm"), max_size=1024)).shape == (128, 128)
-    assert pixels(only_row(sample("examples_palette.dcm"), max_size=400)).shape == (175, 400, 3)  # was 350 x 800
+    # this real ultrasound has its date and device burned in: the OCR check would reject it
+    palette = only_row(sample("examples_palette.dcm"), max_size=400, ocr_burned_in=False)
+    assert pixels(palette).shape == (175, 400, 3)  # was 350 x 800
 
 
 def test_monochrome1_chest_is_inverted_so_bone_is_white():
@@ -175,7 +177,7 @@ def test_window_option_and_minmax():
 def test_window_dicom_rejects_a_file_without_window_and_auto_falls_back():
     (reject,) = read(CT_NO_WINDOW, window="dicom")
     assert isinstance(reject, Reject) and reject.reason == "no_window"
-    assert json.loads(only_row(CT_NO_WINDOW)["meta"])["window"]["method"] == "minmax"
+    assert json.loads(only_row(CT_NO_WINDOW, ocr_burned_in=False)["meta"])["window"]["method"] == "minmax"
 
 
 def test_voi_lut_sequence_is_applied(tmp_path, ct_small):
@@ -212,18 +214,12 @@ def test_colour_stays_colour_and_ybr_becomes_rgb(name):
 
 
 def test_palette_colour_becomes_rgb():
-    out = pixels(only_row(sample("examples_palette.dcm")))
+    out = pixels(only_row(sample("examples_palette.dcm"), ocr_burned_in=False))  # it has burned-in text
     assert out.shape == (350, 800, 3) and out.reshape(-1, 3).std(axis=0).min() > 20
     assert not np.array_equal(out[..., 0], out[..., 2])
 
 
 # -- de-identification -------------------------------------------------------------------------------------------
-
-def test_deid_keywords_are_real_dicom_keywords():
-    from pydicom.datadict import tag_for_keyword
-
-    assert [kw for kw in EMPTY | REMOVE | DEMOGRAPHICS if tag_for_keyword(kw) is None] == []
-
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR DA")
 def test_deidentify_leaves_no_phi_anywhere(ct_small):
@@ -247,7 +243,7 @@ def test_deidentify_leaves_no_phi_anywhere(ct_small):
     assert not [elem.tag for elem in all_elements(clean) if elem.tag.is_private or elem.tag.group == 0x6000]
     assert "StationName" not in clean and "InstitutionName" not in clean and "PatientAge" not in clean
     assert clean.PatientName == "" and clean.PatientID == "" and clean.PatientSex == ""
-    assert clean.PatientIdentityRemoved == "YES" and clean.DeidentificationMethod == METHOD
+    assert clean.PatientIdentityRemoved == "YES" and clean.DeidentificationMethod == describe()
     assert clean.SOPClassUID == ct_small.SOPClassUID  # registered UIDs stay
     assert clean.file_meta.TransferSyntaxUID == ct_small.file_meta.TransferSyntaxUID
     assert clean.file_meta.MediaStorageSOPInstanceUID == clean.SOPInstanceUID
@@ -266,7 +262,7 @@ def test_deidentify_shifts_dates_consistently_and_keeps_demographics_on_request(
     clean = deidentify(ct_small, "k")
     assert clean.StudyDate != ct_small.StudyDate
     assert day(clean.StudyDate) - day(clean.SeriesDate) == day(ct_small.StudyDate) - day(ct_small.SeriesDate)
-    assert "StudyTime" not in clean and clean.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert clean.StudyTime == "" and clean.LongitudinalTemporalInformationModified == "MODIFIED"  # Type 2: Z
     kept = deidentify(ct_small, "k", keep_demographics=True)
     assert kept.PatientSex == "O" and kept.PatientAge == "000Y"
 
@@ -291,7 +287,7 @@ def test_real_files_lose_their_identifiers(path):
     clean = deidentify(ds, "real-key")
     assert_no_phi([str(e.value) for e in all_elements(clean) if e.VR not in ("OB", "OW", "SQ")], texts, whole)
     assert not [e.tag for e in all_elements(clean) if e.tag.is_private]
-    (row,) = read(path)
+    (row,) = read(path, ocr_burned_in=False)
     assert_no_phi(shown_values(row), texts, whole)
 
 
@@ -389,3 +385,54 @@ def test_options_parse_a_window_pair_and_refuse_unknown_keys():
         dicom.Options.model_validate({"windw": "auto"})
     with pytest.raises(ValueError):
         dicom.Options.model_validate({"frames": "last"})
+
+
+# -- burned-in text (OCR) ----------------------------------------------------------------------------------------
+
+def test_ocr_rejects_the_real_burned_in_date_and_passes_the_real_images_without_text():
+    items = read(REAL)  # no file says BurnedInAnnotation, so every one is checked
+    rejects = [i for i in items if isinstance(i, Reject)]
+    assert [(r.locator, r.reason) for r in rejects] == [(CT_NO_WINDOW.name, "burned_in_text")]
+    assert "18.11.1995" in rejects[0].detail and "Tomoscan" in rejects[0].detail
+    assert "ocr_burned_in: false" in rejects[0].detail
+    assert [r["provenance"]["locator"] for r in rows_of(items)] == [
+        f.name for f in sorted(REAL.glob("*.dcm")) if f != CT_NO_WINDOW]
+
+
+def test_ocr_catches_a_real_ultrasound_and_follows_modality_and_burned_in_annotation(tmp_path):
+    (reject,) = read(sample("examples_palette.dcm"))  # pydicom's ultrasound: the scanner's date and name in pixels
+    assert reject.reason == "burned_in_text" and "5/25/2011" in reject.detail and "PHILIPS" in reject.detail
+    ds = pydicom.dcmread(CT_NO_WINDOW)
+    ds.BurnedInAnnotation = "NO"  # a CT that says it has none is not checked
+    ds.save_as(tmp_path / "ct.dcm")
+    assert json.loads(only_row(tmp_path / "ct.dcm")["meta"])["BurnedInAnnotation"] == "NO"
+    ds.Modality = "US"  # an ultrasound is checked whatever it says
+    ds.save_as(tmp_path / "us.dcm")
+    (reject,) = read(tmp_path / "us.dcm")
+    assert reject.reason == "burned_in_text" and "18.11.1995" in reject.detail
+    assert only_row(tmp_path / "us.dcm", allow_burned_in=True)["modality"] == "Ultrasound"
+    assert only_row(tmp_path / "us.dcm", ocr_burned_in=False)["modality"] == "Ultrasound"
+
+
+def test_a_missing_tesseract_is_a_clear_source_error(tmp_path):
+    import subprocess
+    import sys
+
+    import pyarrow.parquet
+
+    curate = Path(sys.executable).parent / "curate"
+    env = {"PATH": str(tmp_path), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}  # a PATH without tesseract
+
+    def ingest(out: str, *options: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(curate), "ingest", "dicom", "--path", str(CT_CHEST), "--license", "test",
+                               "--output", str(tmp_path / out), "--no-progress", *options],
+                              env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    done = ingest("out")
+    assert "Traceback" not in done.stderr + done.stdout
+    (reject,) = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert reject["reason"] == "source_error" and "apt-get install tesseract-ocr" in reject["detail"]
+    assert "ocr_burned_in: false" in reject["detail"]
+    assert ingest("off", "--option", "ocr_burned_in=false").returncode == 0
+    assert (tmp_path / "off" / "rejects.jsonl").read_text() == ""
+    assert pyarrow.parquet.read_table(tmp_path / "off" / "part-000-00000.parquet").num_rows == 1

@@ -1,23 +1,37 @@
-"""DICOM de-identification after PS3.15 Annex E, the Basic Application Level Confidentiality Profile.
+"""DICOM de-identification by PS3.15 Annex E, the Basic Application Level Confidentiality Profile.
 
 ``deidentify(ds, key)`` returns a cleaned copy and leaves ``ds`` untouched. Every element is visited, inside
-sequences and in the file meta group too, and the first matching rule applies:
+sequences and in the file meta group too. An attribute of Table E.1-1 (``curate.ingest.deid_table``) takes its
+action:
 
-- private tags and the overlay (60xx) and curve (50xx) groups are removed;
-- PatientSex and PatientAge are kept when ``keep_demographics`` is set;
-- ``EMPTY`` attributes (identifiers that are Type 2 in the image IODs) are emptied;
-- ``REMOVE`` attributes (patient, physician, operator, institution, device, request and clinical-trial attributes,
-  descriptions and identifying sequences) are removed;
-- whatever its tag: person names (PN) are emptied; free text (LT, ST, UT), AE titles, URLs (UR), times (TM) and
-  elements of unknown public tags (UN) are removed;
-- dates (DA, and DT, which keeps only its date part) move back by a number of days derived from the key and the
-  patient's identity, so intervals between one patient's studies survive; an unreadable date is removed;
-- every UID that is not a registered DICOM UID (SOP classes, transfer syntaxes, coding schemes stay) is replaced by
-  ``2.25.<keyed hash>``: under one key the same UID always gives the same new UID, so studies and series still group.
+- ``X`` removed; ``Z`` emptied (zero length); ``K`` kept;
+- ``D`` a dummy value of its VR (``DUMMIES``; a UID gets its keyed replacement; a sequence keeps its items, which are
+  de-identified in turn);
+- ``U`` every UID that is not a registered DICOM UID (SOP classes, transfer syntaxes, coding schemes stay) becomes
+  ``2.25.<keyed hash>``: under one key the same UID always gives the same new UID, so studies and series still group;
+- ``C`` (an option's "clean"): a date moves back by a number of days derived from the key and the patient's identity,
+  so intervals between one patient's studies survive (a DT keeps only its date part; an unreadable date is removed);
+  any other value gets the dummy of ``D``.
 
-PatientIdentityRemoved, DeidentificationMethod and LongitudinalTemporalInformationModified are then set. Pixel data
-is kept as it is: text burned into the pixels is not found here (the connector rejects images flagged with
-BurnedInAnnotation).
+The compound actions need the IOD's attribute Types, which are not looked up: ``X/Z``, ``X/D`` and ``X/Z/D`` remove
+(these are Type 3 in the common image IODs), ``Z/D`` empties (e.g. Patient ID, Content Date: Type 2 there), and
+``X/Z/U*`` keeps the reference sequence with its UIDs replaced, so source-image links survive.
+
+Two of the profile's options, as PS3.15 E.3 defines them, are on by argument:
+
+- ``shift_dates`` (default): Retain Longitudinal Temporal Information with Modified Dates: the dates (DA, DT) that
+  the option marks ``C`` are shifted; times keep the Basic Profile's action. Off, dates take the Basic action too.
+- ``keep_demographics``: Retain Patient Characteristics: sex, age, size, weight, ethnic group, smoking and pregnancy
+  status are kept (``K``); allergies, pre-medication, patient state and special needs are cleaned (``C``: dummy).
+
+Beyond the table: private tags and the overlay (60xx) and curve (50xx) groups are removed whole (the table removes
+their data and comments), and so is ``EXTRA_REMOVE`` (dates in an alternative calendar, the accession number's
+issuer), which the table does not list. In the other attributes it does not list, person names (PN) are emptied;
+free text (LT, ST, UT), AE titles, URLs (UR), times (TM) and unknown tags (UN) removed; dates shifted (removed when
+``shift_dates`` is off); UIDs replaced as for ``U``; sequences recursed; the rest kept.
+
+PatientIdentityRemoved, DeidentificationMethod (and its code sequence) and LongitudinalTemporalInformationModified
+are then set. Pixel data is kept as it is: burned-in text is the connector's check (``curate.ingest.burned_in``).
 """
 
 from __future__ import annotations
@@ -26,59 +40,39 @@ import copy
 import datetime as dt
 import hashlib
 import hmac
+from dataclasses import dataclass
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from curate.ingest.deid_table import ROWS
+
 METHOD = "PS3.15 Basic Profile (curate)"
-
-EMPTY = frozenset({
-    "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-    "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberImagingServiceRequest",
-})
-
-REMOVE = frozenset({
-    # patient
-    "OtherPatientIDs", "OtherPatientIDsSequence", "IssuerOfPatientID", "PatientAge", "PatientSize", "PatientWeight",
-    "PatientAddress", "PatientTelephoneNumbers", "MilitaryRank", "BranchOfService", "MedicalRecordLocator",
-    "CountryOfResidence", "RegionOfResidence", "EthnicGroup", "Occupation", "PatientReligiousPreference",
-    "MedicalAlerts", "Allergies", "SmokingStatus", "PregnancyStatus", "PatientState", "SpecialNeeds",
-    "PatientSexNeutered", "PatientInsurancePlanCodeSequence", "PatientPrimaryLanguageCodeSequence",
-    "ResponsibleOrganization", "ReferencedPatientSequence", "ReferencedPatientPhotoSequence",
-    "ReferencedPatientAliasSequence", "PatientTransportArrangements", "PatientInstitutionResidence",
-    "CurrentPatientLocation", "AdmissionID", "IssuerOfAdmissionID", "AdmittingDiagnosesDescription",
-    "AdmittingDiagnosesCodeSequence", "ServiceEpisodeID", "ServiceEpisodeDescription", "PreMedication",
-    # clinical trial
-    "ClinicalTrialSponsorName", "ClinicalTrialProtocolID", "ClinicalTrialProtocolName", "ClinicalTrialSiteID",
-    "ClinicalTrialSiteName", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
-    # institution, people and devices
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "InstitutionCodeSequence",
-    "InstitutionalDepartmentTypeCodeSequence", "StationName", "DeviceSerialNumber", "DetectorID", "GantryID",
-    "GeneratorID", "CassetteID", "PlateID", "ReferringPhysicianTelephoneNumbers",
-    "ReferringPhysicianIdentificationSequence", "PhysiciansOfRecordIdentificationSequence",
-    "PerformingPhysicianIdentificationSequence", "PhysiciansReadingStudyIdentificationSequence",
-    "OperatorIdentificationSequence", "PersonIdentificationCodeSequence", "PersonTelephoneNumbers",
-    "ContentCreatorIdentificationCodeSequence", "AuthorObserverSequence", "ParticipantSequence",
-    "VerifyingObserverSequence", "VerifyingOrganization", "HumanPerformerOrganization",
-    "ActualHumanPerformersSequence", "CustodialOrganizationSequence", "OrderCallbackPhoneNumber",
-    "OrderEntererLocation",
-    # study, request and procedure
-    "StudyDescription", "SeriesDescription", "ProtocolName", "RequestAttributesSequence", "RequestingService",
-    "RequestedProcedureDescription", "RequestedProcedureID", "RequestedProcedureLocation", "RequestedContrastAgent",
-    "ReasonForTheRequestedProcedure", "ScheduledProcedureStepDescription", "ScheduledProcedureStepID",
-    "ScheduledProcedureStepLocation", "ScheduledStationName", "ScheduledStudyLocation", "PerformedLocation",
-    "PerformedProcedureStepID", "PerformedProcedureStepDescription", "ReferencedStudySequence",
-    "ReferencedPerformedProcedureStepSequence", "AcquisitionDeviceProcessingDescription", "ContrastBolusAgent",
-    "TextString", "ContentSequence", "IconImageSequence",
-    # audit trails and signatures that may hold original values
-    "OriginalAttributesSequence", "ModifiedAttributesSequence", "DigitalSignaturesSequence", "DataSetTrailingPadding",
-})
-
-DEMOGRAPHICS = frozenset({"PatientSex", "PatientAge"})
-
+PROFILE = {row[0]: row[1:] for row in ROWS}  # tag -> (keyword, basic, patient characteristics, modified dates)
+EXTRA_REMOVE = frozenset({0x00080051, 0x00100033, 0x00100034, 0x00100035})  # IssuerOfAccessionNumberSequence,
+# PatientBirthDateInAlternativeCalendar, PatientDeathDateInAlternativeCalendar, PatientAlternativeCalendar
+COMPOUND = {"Z/D": "Z", "X/Z": "X", "X/D": "X", "X/Z/D": "X", "X/Z/U*": "U"}
+# PS3.16 CID 7050 codes for the profile and the two options
+CODES = {"profile": ("113100", "Basic Application Confidentiality Profile"),
+         "shift_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+         "keep_demographics": ("113108", "Retain Patient Characteristics Option")}
+_TEXT = "DEIDENTIFIED"
+DUMMIES = {"AE": _TEXT, "AS": "000Y", "CS": _TEXT, "DA": "19000101", "DT": "19000101000000", "TM": "000000",
+           "DS": "0", "IS": "0", "LO": _TEXT, "LT": _TEXT, "SH": _TEXT, "ST": _TEXT, "UC": _TEXT, "UT": _TEXT,
+           "PN": _TEXT, "UR": "deidentified", "FL": 0.0, "FD": 0.0, "SL": 0, "SS": 0, "UL": 0, "US": 0, "SV": 0,
+           "UV": 0, "AT": 0}  # binary VRs (OB, OW, OD, OF, OL, OV, UN) get 8 zero bytes
 _DROP_VRS = frozenset({"LT", "ST", "UT", "AE", "UR", "TM", "UN"})
+_DATE_VRS = frozenset({"DA", "DT"})
 _MAX_SHIFT_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class _Run:
+    key: str
+    days: int
+    shift_dates: bool
+    keep_demographics: bool
 
 
 def new_uid(uid: str, key: str) -> str:
@@ -94,62 +88,93 @@ def date_shift_days(ds: Dataset, key: str) -> int:
     return 1 + int.from_bytes(digest[:4], "big") % _MAX_SHIFT_DAYS
 
 
-def deidentify(ds: Dataset, key: str, *, keep_demographics: bool = False) -> Dataset:
-    """A de-identified copy of ``ds`` (see the module docstring for the rules); ``key`` keys UIDs and date shifts."""
+def describe(*, keep_demographics: bool = False, shift_dates: bool = True) -> str:
+    """The DeidentificationMethod text: ``METHOD`` and the options applied."""
+    options = [CODES[name][1] for name, on in (("shift_dates", shift_dates), ("keep_demographics", keep_demographics))
+               if on]
+    return "; ".join([METHOD, *options])
+
+
+def deidentify(ds: Dataset, key: str, *, keep_demographics: bool = False, shift_dates: bool = True) -> Dataset:
+    """A de-identified copy of ``ds`` (see the module docstring); ``key`` keys the UIDs and the date shift."""
     clean = copy.deepcopy(ds)
-    keep = DEMOGRAPHICS if keep_demographics else frozenset()
-    days = date_shift_days(ds, key)
-    _clean(clean, key, days, keep)
+    run = _Run(key, date_shift_days(ds, key), shift_dates, keep_demographics)
+    _clean(clean, run)
     if getattr(clean, "file_meta", None) is not None:
-        _clean(clean.file_meta, key, days, keep)
+        _clean(clean.file_meta, run)
     clean.PatientIdentityRemoved = "YES"
-    clean.DeidentificationMethod = METHOD
-    clean.LongitudinalTemporalInformationModified = "MODIFIED"
+    clean.DeidentificationMethod = describe(keep_demographics=keep_demographics, shift_dates=shift_dates)
+    clean.DeidentificationMethodCodeSequence = [
+        _code(*CODES[name]) for name, on in (("profile", True), ("shift_dates", shift_dates),
+                                             ("keep_demographics", keep_demographics)) if on]
+    clean.LongitudinalTemporalInformationModified = "MODIFIED" if shift_dates else "REMOVED"
     return clean
 
 
-def _clean(ds: Dataset, key: str, days: int, keep: frozenset[str]) -> None:
+def action(elem: DataElement, *, keep_demographics: bool = False, shift_dates: bool = True) -> str:
+    """The single action (X, Z, D, K, C or U) that ``deidentify`` applies to ``elem``."""
+    tag = elem.tag
+    if tag.is_private or tag.group & 0xFF00 in (0x5000, 0x6000) or tag in EXTRA_REMOVE:
+        return "X"
+    row = PROFILE.get(int(tag))
+    if row is None:
+        return _unlisted(elem.VR, shift_dates)
+    _, basic, chars, dates = row
+    if keep_demographics and chars:
+        return chars
+    if shift_dates and dates == "C" and elem.VR in _DATE_VRS:
+        return "C"
+    return COMPOUND.get(basic, basic)
+
+
+def _unlisted(vr: str, shift_dates: bool) -> str:
+    if vr == "PN":
+        return "Z"
+    if vr in _DROP_VRS:
+        return "X"
+    if vr in _DATE_VRS:
+        return "C" if shift_dates else "X"
+    return "U" if vr == "UI" else "K"
+
+
+def _clean(ds: Dataset, run: _Run) -> None:
     for tag in list(ds.keys()):
         elem = ds[tag]
-        action = _action(elem, keep)
-        if action == "remove":
+        what = action(elem, keep_demographics=run.keep_demographics, shift_dates=run.shift_dates)
+        if what == "X":
             del ds[tag]
-        elif action == "empty":
-            elem.clear()
-        elif action == "recurse":
+        elif elem.VR == "SQ":
+            if what == "Z":
+                elem.value = []
             for item in elem.value:
-                _clean(item, key, days, keep)
-        elif action in ("uid", "date"):
-            new = [_replacement(str(value), action, key, days) for value in _values(elem)]
-            if None in new:
+                _clean(item, run)
+        elif what == "Z":
+            elem.clear()
+        elif what == "U" or (what in ("D", "C") and elem.VR == "UI"):
+            elem.value = _each(elem, lambda v: v if _is_registered(v) else new_uid(v, run.key))
+        elif what == "C" and elem.VR in _DATE_VRS:
+            shifted = _each(elem, lambda v: _shift_date(v, run.days))
+            if shifted is None:
                 del ds[tag]
-            elif new:
-                elem.value = new if len(new) > 1 else new[0]
+            else:
+                elem.value = shifted
+        elif what in ("D", "C"):
+            elem.value = DUMMIES.get(elem.VR, b"\0" * 8)
 
 
-def _action(elem: DataElement, keep: frozenset[str]) -> str | None:
-    tag = elem.tag
-    if tag.is_private or tag.group & 0xFF00 in (0x5000, 0x6000):
-        return "remove"
-    if elem.keyword in keep:
+def _each(elem: DataElement, change):
+    """``elem``'s value with ``change`` applied to each of its strings; None when a change gives None."""
+    values = [str(v) for v in (list(elem.value) if elem.VM > 1 else [elem.value])] if elem.VM else []
+    new = [change(v) for v in values]
+    if None in new:
         return None
-    if elem.keyword in EMPTY:
-        return "empty"
-    if elem.keyword in REMOVE or elem.VR in _DROP_VRS:
-        return "remove"
-    return {"PN": "empty", "SQ": "recurse", "UI": "uid", "DA": "date", "DT": "date"}.get(elem.VR)
+    return new if len(new) > 1 else (new[0] if new else elem.value)
 
 
-def _values(elem: DataElement) -> list:
-    if not elem.VM:
-        return []
-    return list(elem.value) if elem.VM > 1 else [elem.value]
-
-
-def _replacement(value: str, action: str, key: str, days: int) -> str | None:
-    if action == "uid":
-        return value if _is_registered(value) else new_uid(value, key)
-    return _shift_date(value, days)
+def _code(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+    return item
 
 
 def _is_registered(uid: str) -> bool:

@@ -16,8 +16,15 @@ Options:
   UIDs you need.
 - ``uid_salt``: the secret key for replacement UIDs, date shifts and redacted locators. Unset, a random key is
   drawn for each read; set it (and keep it secret) for the same mapping across runs and sources.
-- ``keep_demographics`` (default false): keep PatientSex and PatientAge.
-- ``allow_burned_in`` (default false): accept images whose BurnedInAnnotation is YES.
+- ``keep_demographics`` (default false): the profile's Retain Patient Characteristics Option (PatientSex,
+  PatientAge, PatientSize, PatientWeight... are kept; PatientSex and PatientAge go into ``meta``).
+- ``shift_dates`` (default true): the profile's Retain Longitudinal Temporal Information with Modified Dates Option
+  (dates move back by a keyed number of days per patient); false takes the Basic Profile's action for dates too.
+- ``allow_burned_in`` (default false): accept images whose BurnedInAnnotation is YES, and skip the OCR check.
+- ``ocr_burned_in`` (default true): before any row of a file is written, OCR (``curate.ingest.burned_in``) every
+  rendered frame of an ultrasound, secondary capture, angiography or "other" image, or of any image without
+  BurnedInAnnotation; text found rejects the file. It needs Tesseract (``apt-get install tesseract-ocr`` and
+  ``pip install pytesseract``): when missing, the read stops with a ConnectorError that says so.
 
 Rows: ``image`` (PNG named ``<sha256 prefix>.png``), ``modality`` (CT, MRI, X-ray, Ultrasound, PET, Angiography,
 else the DICOM code), ``caption`` ("CT image of the chest" from Modality and BodyPartExamined, or null),
@@ -32,7 +39,8 @@ Enhanced multi-frame files keep their windows in functional groups, which are no
 min-max.
 
 Rejects: ``not_dicom``, ``corrupt_dicom`` (unreadable, truncated or undecodable pixels), ``no_pixels``,
-``no_decoder`` (compressed pixels and no plugin installed for them), ``burned_in_phi``, ``no_window``.
+``no_decoder`` (compressed pixels and no plugin installed for them), ``burned_in_phi`` (BurnedInAnnotation is
+YES), ``burned_in_text`` (OCR found text; the detail quotes it), ``no_window``.
 """
 
 from __future__ import annotations
@@ -56,7 +64,8 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from curate.ingest import base
 from curate.ingest.base import Reject, SourceSpec, require_path
-from curate.ingest.deid import METHOD, deidentify
+from curate.ingest.burned_in import find_text, needs_check, require_tesseract
+from curate.ingest.deid import deidentify, describe
 from curate.schema import make_image
 
 MODALITIES = {"CT": "CT", "MR": "MRI", "CR": "X-ray", "DX": "X-ray", "US": "Ultrasound", "PT": "PET",
@@ -82,13 +91,17 @@ class Options(base.Options):
     deid: bool = True
     uid_salt: str | None = None
     keep_demographics: bool = False
+    shift_dates: bool = True
     allow_burned_in: bool = False
+    ocr_burned_in: bool = True
 
 
 def read(spec: SourceSpec, options: Options) -> Iterator[dict | Reject]:
     """One ``image`` row per rendered frame of every DICOM file under ``spec.path``; a Reject for each bad file."""
     root = require_path(spec, "DICOM file or folder")
     key = options.uid_salt or secrets.token_hex(16)
+    if options.ocr_burned_in and not options.allow_burned_in:
+        require_tesseract()
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     for path in files:
         locator = path.relative_to(root).as_posix() if root.is_dir() else path.name
@@ -107,10 +120,12 @@ def _read_file(path: Path, locator: str, spec: SourceSpec, options: Options, key
     if problem:
         yield problem
         return
+    ocr = options.ocr_burned_in and not options.allow_burned_in and needs_check(ds)
     if options.deid:
         locator = _redact_locator(locator, ds, key)
-        ds = deidentify(ds, key, keep_demographics=options.keep_demographics)
+        ds = deidentify(ds, key, keep_demographics=options.keep_demographics, shift_dates=options.shift_dates)
     n_frames = int(ds.get("NumberOfFrames") or 1)
+    frames = []
     for index in _frame_indices(n_frames, options.frames):
         frame_locator = f"{locator}#frame={index + 1}" if n_frames > 1 else locator
         decoded = _decode(ds, index, frame_locator)
@@ -122,7 +137,15 @@ def _read_file(path: Path, locator: str, spec: SourceSpec, options: Options, key
             yield Reject("no_window", "window: dicom was asked, but the file has no VOI LUT or window "
                          "(use window: auto to fall back to min-max)", frame_locator)
             return
-        yield _row(pixels, ds, window, index if n_frames > 1 else None, frame_locator, spec, options)
+        text = find_text(pixels) if ocr else []
+        if text:
+            yield Reject("burned_in_text", f"OCR found text burned into the pixels: {' '.join(text)[:300]} (set "
+                         "ocr_burned_in: false or allow_burned_in: true only after checking the images)",
+                         frame_locator)
+            return
+        frames.append((pixels, window, index if n_frames > 1 else None, frame_locator))
+    for pixels, window, frame, frame_locator in frames:
+        yield _row(pixels, ds, window, frame, frame_locator, spec, options)
 
 
 def _load(path: Path, locator: str) -> Dataset | Reject:
@@ -328,7 +351,8 @@ def _meta(ds: Dataset, window: dict, frame: int | None, options: Options) -> dic
     meta["window"] = window
     if frame is not None:
         meta["frame"] = frame + 1
-    meta["deidentification"] = METHOD if options.deid else "none (deid: false)"
+    meta["deidentification"] = (describe(keep_demographics=options.keep_demographics, shift_dates=options.shift_dates)
+                                if options.deid else "none (deid: false)")
     return meta
 
 
