@@ -35,9 +35,12 @@ demo: install
 	$(BIN)/curate run pipelines/demo.yaml --run-dir runs/demo
 
 test: install
-	@# tests/test_view.py drives a real headless Chromium (Debian package chromium); CI runs as root.
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update && apt-get install -y chromium; } \
-		|| echo "chromium is missing: apt-get install chromium (as root) for tests/test_view.py"
+	@# tests/test_view.py drives a real headless Chromium (Debian package chromium) and the dicom connector's
+	@# burned-in text check runs Tesseract (tesseract-ocr); CI runs as root, so what is missing is installed.
+	@missing=$$(echo $$(command -v chromium >/dev/null || echo chromium) \
+		$$(command -v tesseract >/dev/null || echo tesseract-ocr)); \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update && apt-get install -y $$missing; } \
+		|| echo "missing: apt-get install $$missing (as root); tests/test_view.py needs chromium, the dicom tests tesseract"
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 gpu: install
