@@ -123,10 +123,17 @@ _POINTER = re.compile(r"\s*\((?:[^()]*\b(?:arrows?|arrowheads?|asterisks?|circle
                       re.IGNORECASE)
 
 
+# ROCOv2 captions often glue a glossary or the next sentence to the last word: "valve (arrow)TEE: trans...",
+# "acute infarct (white arrow)An interval decrease": a sentence ends there.
+_GLUED = re.compile(r"(?<=[a-z0-9)\]])(?=[A-Z][A-Za-z0-9-]*[A-Z][A-Za-z0-9-]*:\s)|(?<=[a-z)\]])(?=[A-Z][a-z])"
+                    r"|(?<=[A-Z]{2})(?=[A-Z][a-z]{3,})")
+
+
 def finding_span(caption: str) -> str | None:
-    """What the caption says the image shows: the words after its first "showing"/"reveals"/..., pointers removed;
-    None when there is no such clause or it is shorter than two words."""
-    match = _SHOWING.search(caption)
+    """What the caption says the image shows: the words after its first "showing"/"reveals"/..., up to the end of
+    its sentence (a glued glossary or next sentence ends it too), pointers removed; None when there is no such
+    clause or it is shorter than two words."""
+    match = _SHOWING.search(_GLUED.sub(". ", caption))
     if not match:
         return None
     span = _POINTER.sub("", match.group(1)).strip(" ,:")
