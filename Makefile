@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test gpu clean
+.PHONY: install system demo test gpu clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,17 +30,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install
+# Debian packages: tesseract-ocr (the dicom connector's burned-in text check, which the demo's DICOM source runs)
+# and chromium (tests/test_view.py drives a real headless browser). As root (CI) what is missing is installed;
+# otherwise the command to run is printed.
+system:
+	@missing=$$(echo $$(command -v tesseract >/dev/null || echo tesseract-ocr) \
+		$$(command -v chromium >/dev/null || echo chromium)); \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update && apt-get install -y $$missing; } \
+		|| echo "missing: apt-get install $$missing (as root): the dicom OCR check needs tesseract, tests/test_view.py chromium"
+
+demo: install system
 	$(BIN)/python -m curate.demo prepare runs/demo-sources
 	$(BIN)/curate run pipelines/demo.yaml --run-dir runs/demo
 
-test: install
-	@# tests/test_view.py drives a real headless Chromium (Debian package chromium) and the dicom connector's
-	@# burned-in text check runs Tesseract (tesseract-ocr); CI runs as root, so what is missing is installed.
-	@missing=$$(echo $$(command -v chromium >/dev/null || echo chromium) \
-		$$(command -v tesseract >/dev/null || echo tesseract-ocr)); \
-	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update && apt-get install -y $$missing; } \
-		|| echo "missing: apt-get install $$missing (as root); tests/test_view.py needs chromium, the dicom tests tesseract"
+test: install system
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 gpu: install

@@ -48,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import logging
 import re
 import secrets
 from pathlib import Path
@@ -60,7 +61,12 @@ from pydantic import PositiveInt
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from curate.ingest import base
 from curate.ingest.base import Reject, SourceSpec, require_path
@@ -204,6 +210,9 @@ def _missing_decoder(ds: Dataset) -> str | None:
 def _decode(ds: Dataset, index: int, locator: str) -> np.ndarray | Reject:
     """Frame ``index``'s pixels. Compressed pixels that the installed plugins cannot decode (12-bit JPEG Extended
     with Pillow only, say) are ``no_decoder``, naming the syntax, what the plugins said and what to install."""
+    plugins = logging.getLogger("pydicom")
+    level = plugins.level
+    plugins.setLevel(logging.CRITICAL)  # each failing plugin would log its traceback; the reject says it once
     try:
         return pixel_array(ds, index=index)
     except Exception as exc:  # noqa: BLE001 - pydicom raises RuntimeError or plugin-specific errors
@@ -214,6 +223,8 @@ def _decode(ds: Dataset, index: int, locator: str) -> np.ndarray | Reject:
         return Reject("no_decoder", f"{syntax.name} ({syntax}) pixel data could not be decoded by the installed "
                       f"plugins ({said}); run {CODECS_HINT} (pylibjpeg-libjpeg decodes 12-bit JPEG Extended and "
                       "JPEG Lossless)", locator)
+    finally:
+        plugins.setLevel(level)
 
 
 def _redact_locator(locator: str, ds: Dataset, key: str) -> str:
