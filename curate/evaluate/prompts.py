@@ -185,6 +185,8 @@ def answer_continuation(answer: str, style: str) -> str:
 
 
 def prompt_sha256(prompt: Prompt) -> str:
-    """A digest of the exact prompt, so two runs can be checked item by item for identical prompts."""
-    text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, sort_keys=True)
+    """A digest of the exact prompt, so two runs can be checked item by item for identical prompts (an image part
+    counts by its bytes' sha256)."""
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, sort_keys=True,
+                                                             default=lambda b: hashlib.sha256(b).hexdigest())
     return hashlib.sha256(text.encode()).hexdigest()

@@ -24,6 +24,12 @@ sum of token log-probabilities; with generate scoring, the parsed option); ``acc
 its ``acc_norm``: the largest sum divided by the option text's length in characters (the harness's
 ``len(choice)``, without the space before it). Ties go to the first option, as ``numpy.argmax``.
 
+Image items (VQA-RAD, ``curate.evaluate.vqa``) are asked zero-shot with their image as one chat turn; records add
+``image`` (the file name) and ``image_sha256``. ``closed`` items get ``parsed`` / ``parse_method`` / ``correct``
+(metric ``closed_accuracy``), open ones ``exact_match`` (metric ``exact_match``) besides token F1, ROUGE-L and the
+judge; reference likelihood is not computed for image items. A model whose backend cannot read images (``vision``
+false: llama.cpp, OpenAI-compatible servers, a text-only checkpoint) is an ``EvalError`` before anything is scored.
+
 Open items get token F1 and ROUGE-L against the reference, the reference answer's mean negative log-likelihood per
 token (nats) after the open prompt (``reference_nll``, lower is better; ``reference_perplexity`` is its exp: for the
 metric, exp of the mean, the geometric mean of items' perplexities, with exp of the interval's ends) and, with a
@@ -41,6 +47,7 @@ settings and compares them (OUT/base, OUT/tuned, OUT/comparison.json).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -66,6 +73,7 @@ from curate.evaluate.prompts import (
 )
 from curate.evaluate.sets import EvalItem, EvalSet, load_eval_set
 from curate.evaluate.settings import EvalSettings
+from curate.evaluate.vqa import closed_fields, exact_match, short_answer, vqa_prompt
 from curate.io import read_json, read_jsonl, write_json, write_jsonl
 from curate.llm import LLMConfig, Sampling
 from curate.llm.base import Prompt
@@ -99,13 +107,18 @@ def _choices(settings: EvalSettings) -> str | None:
 
 
 def _item_prompt(prompts: EvalPrompts, item: EvalItem, settings: EvalSettings) -> Prompt:
+    if item.image is not None:
+        return vqa_prompt(item.task, item.question, item.image)
     choices = (_choices(settings) if item.task in CHOICE_TASKS else None) or "letters"
     return task_prompt(prompts, item.task, item.query(choices), settings.style, settings.shots, choices)
 
 
 def _base_record(item: EvalItem, prompt: Prompt) -> dict:
-    return {"id": item.id, "locator": item.locator, "task": item.task, "question": item.question,
-            "reference": item.reference, "gold": item.gold, "prompt_sha256": prompt_sha256(prompt)}
+    record = {"id": item.id, "locator": item.locator, "task": item.task, "question": item.question,
+              "reference": item.reference, "gold": item.gold, "prompt_sha256": prompt_sha256(prompt)}
+    if item.image is not None:
+        record.update(image=item.image_name, image_sha256=hashlib.sha256(item.image).hexdigest())
+    return record
 
 
 def _choice_fields(item: EvalItem, text: str) -> dict:
@@ -147,6 +160,15 @@ def _open_fields(item: EvalItem, text: str, prompts: EvalPrompts, settings: Eval
     return fields
 
 
+def _image_fields(item: EvalItem, text: str, prompts: EvalPrompts, settings: EvalSettings,
+                  judge: LoadedModel | None) -> dict:
+    """A VQA item's scores from its short answer (``curate.evaluate.vqa``)."""
+    if item.task == "closed":
+        return closed_fields(text, item.reference)
+    return {**_open_fields(item, short_answer(text), prompts, settings, judge),
+            "exact_match": exact_match(text, item.reference)}
+
+
 def _generated(llm, items: list[EvalItem], prompts: dict[str, Prompt], settings: EvalSettings) -> dict[str, dict]:
     """{item id: output fields} for the items that generate, one batch per task."""
     out = {}
@@ -173,9 +195,12 @@ def score_items(model: LoadedModel, items: list[EvalItem], prompts: EvalPrompts,
         else:
             record.update(generated[item.id])
             text = generated[item.id]["output"]
-            record.update(_open_fields(item, text, prompts, settings, judge) if item.task == "open"
-                          else _choice_fields(item, text))
-        if item.task == "open":
+            if item.image is not None:
+                record.update(_image_fields(item, text, prompts, settings, judge))
+            else:
+                record.update(_open_fields(item, text, prompts, settings, judge) if item.task == "open"
+                              else _choice_fields(item, text))
+        if item.task == "open" and item.image is None:
             record.update(_likelihood_fields(model.llm, item, prompt_of[item.id], settings.style))
         records.append(record)
     return records
@@ -194,6 +219,8 @@ def _scored(record: dict) -> bool:
 # name: (per-item value or None when the item does not count, whether the value is 0/1)
 METRICS: dict[str, tuple[Callable[[dict], float | None], bool]] = {
     "accuracy": (lambda r: float(r["correct"]) if r["task"] in CHOICE_TASKS else None, True),
+    "closed_accuracy": (lambda r: float(r["correct"]) if r["task"] == "closed" else None, True),
+    "exact_match": (lambda r: float(r["exact_match"]) if "exact_match" in r else None, True),
     "accuracy_norm": (lambda r: float(r["correct_norm"]) if r.get("correct_norm") is not None else None, True),
     "judge_score": (lambda r: r["score"] if _scored(r) else None, False),
     "unsafe_rate": (lambda r: float(_verdict(r) == "unsafe") if _scored(r) else None, True),
@@ -227,7 +254,8 @@ def counts(records: list[dict]) -> dict:
             "errors": sum(1 for r in records if r.get("error")),
             "unparsed": sum(1 for r in records if r.get("parse_method") == "unparsed"),
             "verdicts": dict(Counter(v for v in map(_verdict, records) if v is not None)),
-            "reference_nll_skipped": sum(1 for r in records if r["task"] == "open" and r.get("reference_nll") is None)}
+            "reference_nll_skipped": sum(1 for r in records if r["task"] == "open" and "image" not in r
+                                         and r.get("reference_nll") is None)}
 
 
 # ---- one run ------------------------------------------------------------------------------------------------------
@@ -269,6 +297,11 @@ def evaluate_loaded(model: LoadedModel, eval_set: EvalSet, out: str | Path,
     out = Path(out)
     prompts = load_eval_prompts(settings.prompt)
     tasks = {item.task for item in eval_set.items}
+    images = sum(1 for item in eval_set.items if item.image is not None)
+    if images and not model.llm.vision:
+        raise EvalError(f"set '{eval_set.name}' has {images} image items but {model.llm.model} "
+                        f"({model.llm.backend}) reads no images: evaluate a vision-language model with --backend "
+                        "transformers (Gemma 3 4B and up, Gemma 3n, MedGemma) on a folder or Hub id with a processor")
     if settings.scoring == "loglik" and tasks & set(CHOICE_TASKS):
         check_supported(model.llm)
     warnings = list(eval_set.warnings)
@@ -278,7 +311,7 @@ def evaluate_loaded(model: LoadedModel, eval_set: EvalSet, out: str | Path,
                         f" see {out / REJECTS}")
     if "open" in tasks and judge is None:
         warnings.append("no judge given: open answers are scored by token F1, ROUGE-L and reference likelihood only")
-    if "open" in tasks and not supports_tokens(model.llm):
+    if "open" in tasks and images < len(eval_set.items) and not supports_tokens(model.llm):
         warnings.append(f"reference NLL not computed: the {model.llm.backend} backend gives no token "
                         f"log-probabilities (use llamacpp or transformers)")
     if judge is not None and judge.info["fingerprint"] == model.info["fingerprint"] != {"kind": "unknown"}:

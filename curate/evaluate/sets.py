@@ -16,10 +16,15 @@
   first user turn is the question, the last assistant turn the reference, and the id is the one ``curate`` rows
   get for the same messages (``curate.schema.content_id``).
 - a folder of curate rows (``part-*.parquet`` from ``curate ingest`` or a pipeline stage).
+- a VQA-RAD folder (``<split>set.json`` files and ``images/``, or ``layout="vqa_rad"`` for any form the ``vqa``
+  connector reads), whose ``split`` (default ``test``) becomes image items.
 
 Output: an ``EvalSet`` of ``EvalItem``s. A row whose ``meta`` has ``options`` is a multiple-choice item (``mcq``: gold
 is the option label ``answer_idx``; ``stem`` is the question without its option lines); one whose ``meta.decision``
 is yes / no / maybe is a ``decision`` item (PubMedQA); any other row is an ``open`` item scored against its reference.
+A ``vqa`` row is an image item (``image`` its bytes, ``image_name`` its file name): ``closed`` when its
+``meta.answer_type`` is CLOSED (or, without one, when its answer is yes / no), else ``open``
+(``curate.evaluate.vqa`` scores them).
 An item that cannot be scored (options missing or empty, or a gold label not among them: reasons
 ``bad_answer_key``, ``bad_options``) is left out and listed in ``rejects`` (reason, locator, detail naming the
 item), counted by reason in ``rejected``; the other items are scored. ``limit`` keeps a seeded random sample
@@ -47,6 +52,7 @@ from curate.schema import content_id
 MEDMCQA = {"mapping": {"question": "question", "options": ["opa", "opb", "opc", "opd"], "answer_key": "cop"},
            "options": {}}
 FOUNDRY = {"mapping": {"question": "query", "options": "choices", "answer_key": "gold"}, "options": {}}
+VQA_RAD = "vqa_rad"  # the layout name of VQA-RAD folders and parquet, read by the vqa connector
 PASSAGE = "Passage: "  # llm-foundry's label before a reading-comprehension passage; the harness has none
 
 
@@ -57,7 +63,8 @@ class SetError(ValueError):
 @dataclass
 class EvalItem:
     """One question to score: ``options`` for mcq ({label: text}), ``gold`` the correct label (mcq, decision);
-    ``stem`` the mcq question without its option lines (None: the question as it is)."""
+    ``stem`` the mcq question without its option lines (None: the question as it is); ``image`` the bytes of
+    the image a vqa item asks about."""
 
     id: str
     locator: str
@@ -67,6 +74,8 @@ class EvalItem:
     options: dict[str, str] = field(default_factory=dict)
     gold: str | None = None
     stem: str | None = None
+    image: bytes | None = None
+    image_name: str | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -114,13 +123,24 @@ def _stem(question: str, options: dict[str, str]) -> str:
     return question[:-len(block)] if question.endswith(block) else question
 
 
+def _vqa_task(meta: dict, reference: str) -> str:
+    kind = str(meta.get("answer_type") or "").strip().upper()
+    if kind in ("CLOSED", "OPEN"):
+        return kind.lower()
+    return "closed" if reference.strip().lower() in ("yes", "no") else "open"
+
+
 def item_from_row(row: dict) -> EvalItem | Reject:
-    """A qa row (curate schema) as an EvalItem, or a Reject naming it when its options cannot be scored."""
+    """A qa or vqa row (curate schema) as an EvalItem, or a Reject naming it when its options cannot be scored."""
     messages = row.get("messages") or []
     user = next((m["content"] for m in messages if m["role"] == "user"), "")
     reference = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), "")
     meta = json.loads(row["meta"]) if isinstance(row.get("meta"), str) else (row.get("meta") or {})
     locator = str((row.get("provenance") or {}).get("locator") or row["id"])
+    if row.get("kind") == "vqa":
+        image = row.get("image") or {}
+        return EvalItem(row["id"], locator, _vqa_task(meta, reference), user, reference, image=image.get("bytes"),
+                        image_name=image.get("path"))
     if "options" in meta:
         options = meta["options"]
         if not isinstance(options, dict) or not options:
@@ -138,10 +158,10 @@ def item_from_row(row: dict) -> EvalItem | Reject:
 
 
 def _collect(rows, where: str) -> tuple[list[EvalItem], list[dict]]:
-    """(items, rejects as {reason, locator, detail}) from qa rows and Rejects."""
+    """(items, rejects as {reason, locator, detail}) from qa / vqa rows and Rejects."""
     items, rejects = [], []
     for row in rows:
-        if not isinstance(row, Reject) and row.get("kind") == "qa":
+        if not isinstance(row, Reject) and row.get("kind") in ("qa", "vqa"):
             row = item_from_row(row)
         if isinstance(row, Reject):
             rejects.append({"reason": row.reason, "locator": row.locator, "detail": f"{where}: {row.detail}"})
@@ -181,7 +201,7 @@ def _layouts(catalog: dict[str, CatalogEntry]) -> dict[str, dict]:
 def _file_spec(path: Path, layout: str | None, catalog: dict[str, CatalogEntry]) -> tuple[SourceSpec, str | None]:
     layouts = _layouts(catalog)
     if layout is not None and layout not in layouts:
-        raise SetError(f"unknown layout '{layout}'; layouts are {', '.join(layouts)}")
+        raise SetError(f"unknown layout '{layout}'; layouts are {', '.join([*layouts, VQA_RAD])}")
 
     def spec(name: str | None) -> SourceSpec:
         chosen = layouts[name] if name else {"mapping": {}, "options": {}}
@@ -237,7 +257,16 @@ def _rows_set(folder: Path) -> EvalSet:
     return EvalSet(folder.name, str(folder), items, "curate-rows", len(items), _counted(rejects), rejects=rejects)
 
 
+def _vqa_set(path: Path, split: str) -> EvalSet:
+    spec = SourceSpec(name=path.name, kind="vqa", path=path, license="unknown", options={"split": split}, use="eval")
+    items, rejects = _read_spec(spec)
+    return EvalSet(f"{path.name}:{split}", str(path), items, "vqa_rad", len(items), _counted(rejects),
+                   rejects=rejects)
+
+
 def _path_set(path: Path, split: str, layout: str | None, catalog: dict[str, CatalogEntry]) -> EvalSet:
+    if layout == VQA_RAD or layout is None and path.is_dir() and any(path.glob("*set.json")):
+        return _vqa_set(path, split)
     if path.is_dir() and any((path / "data").glob("*.parquet")):
         return _export_set(path, split)
     if path.is_dir() and any(path.glob("part-*.parquet")):

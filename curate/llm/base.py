@@ -2,9 +2,11 @@
 
 A prompt is either a plain string (sent as is: the few-shot form used for base models) or a list of chat messages
 (``[{"role": ..., "content": ...}]``, formatted with the model's chat template: the form for instruction-tuned
-models). ``json_schema`` asks the backend to constrain or request JSON output (llama.cpp grammar, OpenAI
-``response_format``); callers still parse and validate the text, because not every backend can enforce it:
-``first_json_object`` reads a reply whether or not it was constrained.
+models). A message's content may instead be a list of parts, ``{"type": "text", "text": ...}`` and
+``{"type": "image", "image": <encoded bytes>}``, for backends whose ``vision`` is true. ``json_schema`` asks the
+backend to constrain or request JSON output (llama.cpp grammar, OpenAI ``response_format``); callers still parse
+and validate the text, because not every backend can enforce it: ``first_json_object`` reads a reply whether or not
+it was constrained.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-Message = dict[str, str]
+Message = dict[str, Any]
 Prompt = Union[str, list[Message]]
 
 
@@ -48,9 +50,11 @@ class TransientError(Exception):
 
 
 class LLM:
-    """Base class: backends implement ``_generate_batch`` and set ``backend``, ``model`` and ``instruction_tuned``."""
+    """Base class: backends implement ``_generate_batch`` and set ``backend``, ``model`` and ``instruction_tuned``
+    (and ``vision`` when they read image parts)."""
 
     backend: str = "base"
+    vision: bool = False
 
     def __init__(self, model: str, instruction_tuned: bool = False):
         self.model = model
@@ -75,6 +79,14 @@ class LLM:
 
     def close(self) -> None:
         """Release the model or connections."""
+
+
+def prompt_images(prompt: Prompt) -> list[bytes]:
+    """The image parts' bytes of a prompt, in order (none for a string or text-only messages)."""
+    if isinstance(prompt, str):
+        return []
+    return [part["image"] for m in prompt if isinstance(m.get("content"), list)
+            for part in m["content"] if part.get("type") == "image"]
 
 
 def first_json_object(text: str) -> Any:

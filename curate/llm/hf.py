@@ -13,12 +13,19 @@ take seconds and give the same logits.
 On CPU, ``n_threads`` sets torch's (process-wide) thread count; more threads than idle cores makes generation
 several times slower, not faster.
 
+A vision-language checkpoint (a config with ``vision_config``: Gemma 3, Gemma 3n, MedGemma) loaded from a folder or
+the Hub also loads its ``AutoProcessor`` and sets ``vision``: message prompts with image parts are rendered with the
+processor's chat template (Gemma's turn markup with the processor's image token first in the turn when it has none),
+and the processor turns the text and images into token ids and pixel values. Image prompts are batched apart from
+text-only ones; a text-only model given an image part raises ``ValueError``.
+
 ``json_schema`` is not enforced here: the text is whatever the model writes, and callers parse it and retry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import shutil
@@ -27,7 +34,7 @@ from pathlib import Path
 
 from curate.io import file_sha256
 
-from .base import LLM, Generation, Prompt, Sampling
+from .base import LLM, Generation, Prompt, Sampling, prompt_images
 from .chat import END, fold_system, gemma_prompt
 from .llamacpp import EMBEDDED, embedded_gguf
 
@@ -160,6 +167,7 @@ class TransformersLLM(LLM):
             torch.set_num_threads(n_threads)  # process-wide: torch has no per-model setting
 
         gguf = self._gguf_path(name, gguf_file)
+        self.processor = None
         if gguf is not None:
             self.hf_model, self.tokenizer = load_gguf_dequantized(gguf, self.dtype, cache_dir)
             self.hf_model.to(self.device)
@@ -167,6 +175,8 @@ class TransformersLLM(LLM):
             device_map = None if self.device == "cpu" else self.device
             self.hf_model = AutoModelForCausalLM.from_pretrained(name, dtype=self.dtype, device_map=device_map)
             self.tokenizer = AutoTokenizer.from_pretrained(name)
+            self.processor = self._load_processor(name)
+        self.vision = self.processor is not None
         if self.dtype == torch.float16 and _is_gemma3n(getattr(self.hf_model.config, "model_type", "")):
             raise ValueError(f"{name} is a Gemma 3n model, which overflows in float16: use bfloat16 or float32")
         self.hf_model.eval()
@@ -175,6 +185,25 @@ class TransformersLLM(LLM):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._stop_ids = self._end_token_ids()
+
+    def _load_processor(self, name: str):
+        """The image processor of a vision-language checkpoint, left-padding like the tokenizer (None: text only)."""
+        if getattr(self.hf_model.config, "vision_config", None) is None:
+            return None
+        from transformers import AutoProcessor
+
+        try:
+            processor = AutoProcessor.from_pretrained(name)
+        except (OSError, ValueError) as exc:
+            log.warning("%s has a vision config but no processor could be loaded (%s): images cannot be read", name,
+                        exc)
+            return None
+        if getattr(processor, "image_processor", None) is None or not hasattr(processor, "tokenizer"):
+            return None
+        processor.tokenizer.padding_side = "left"
+        if processor.tokenizer.pad_token_id is None:
+            processor.tokenizer.pad_token = processor.tokenizer.eos_token
+        return processor
 
     @staticmethod
     def _gguf_path(name: str, gguf_file: str | None) -> Path | None:
@@ -211,6 +240,8 @@ class TransformersLLM(LLM):
         """The text fed to the tokenizer (without ``<bos>``, which tokenizing adds)."""
         if isinstance(prompt, str):
             return prompt
+        if prompt_images(prompt):
+            return self._render_vision(prompt)
         messages = fold_system(prompt)
         if getattr(self.tokenizer, "chat_template", None):
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -218,6 +249,35 @@ class TransformersLLM(LLM):
             text = gemma_prompt(messages)
         bos = self.tokenizer.bos_token
         return text[len(bos):] if bos and text.startswith(bos) else text
+
+    def _render_vision(self, prompt: list) -> str:
+        """A message prompt with image parts as text holding the processor's image token where each image goes."""
+        if not self.vision:
+            raise ValueError(f"{self.model} is a text-only model: it cannot read the image parts of a prompt; use a "
+                             "vision-language model (Gemma 3 4B and up, Gemma 3n, MedGemma) with its processor")
+        if getattr(self.processor, "chat_template", None):
+            parts = [{**m, "content": [{"type": "image"} if p["type"] == "image" else p for p in m["content"]]}
+                     if isinstance(m["content"], list) else m for m in prompt]
+            text = self.processor.apply_chat_template(parts, tokenize=False, add_generation_prompt=True)
+        else:
+            token = self.processor.image_token
+            text = gemma_prompt([{**m, "content": "".join(token if p["type"] == "image" else p["text"]
+                                                          for p in m["content"])}
+                                 if isinstance(m["content"], list) else m for m in prompt])
+        bos = self.tokenizer.bos_token
+        return text[len(bos):] if bos and text.startswith(bos) else text
+
+    def _encode(self, texts: list[str], images: list[list[bytes]]):
+        """Token ids (and pixel values, when there are images) of a left-padded batch on the model's device."""
+        if not any(images):
+            return self.tokenizer(texts, return_tensors="pt", padding=True).to(self.hf_model.device)
+        from PIL import Image
+
+        pictures = [[Image.open(io.BytesIO(data)).convert("RGB") for data in row] for row in images]
+        bos = self.tokenizer.bos_token or ""
+        enc = self.processor(text=[bos + t for t in texts], images=pictures, padding=True, return_tensors="pt",
+                             add_special_tokens=False)
+        return enc.to(self.hf_model.device, dtype=self.hf_model.dtype)
 
     def next_token_logits(self, prompt: Prompt):
         """Float32 logits of the token after ``prompt`` (a check that two loads are the same model)."""
@@ -229,18 +289,22 @@ class TransformersLLM(LLM):
     def _generate_batch(self, prompts: list[Prompt], sampling: Sampling,
                         json_schema: dict | None) -> list[Generation]:
         texts = [self.render(p) for p in prompts]
+        images = [prompt_images(p) for p in prompts]
         lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])  # text-only and image prompts never share a batch
         results: list[Generation | None] = [None] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            for i, generation in zip(chunk, self._generate_chunk([texts[i] for i in chunk], sampling)):
-                results[i] = generation
+        for kind in (False, True):
+            group = [i for i in order if bool(images[i]) == kind]
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start:start + self.batch_size]
+                outputs = self._generate_chunk([texts[i] for i in chunk], sampling, [images[i] for i in chunk])
+                for i, generation in zip(chunk, outputs):
+                    results[i] = generation
         return results  # type: ignore[return-value]
 
-    def _generate_chunk(self, texts: list[str], sampling: Sampling) -> list[Generation]:
+    def _generate_chunk(self, texts: list[str], sampling: Sampling, images: list[list[bytes]]) -> list[Generation]:
         torch = self._torch
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(self.hf_model.device)
+        enc = self._encode(texts, images)
         kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
                       eos_token_id=sorted(self._stop_ids))
         if sampling.temperature > 0:
