@@ -69,8 +69,19 @@ def test_parse_scores_accepts_only_five_integer_grades():
     assert parse_scores('{"faithfulness": 5}') is None and parse_scores("5/5") is None
 
 
+@pytest.mark.slow
+def test_judge_on_transformers_is_constrained_to_the_schema(batch):
+    """The same GGUF on transformers: xgrammar holds the reply to the schema, so every pair is scored."""
+    stage = Judge({"llm": {"backend": "transformers", "device": "cpu", "batch_size": 4}, "max_retries": 0})
+    subset = {k: v[:3] for k, v in batch.items()}
+    out = rows(stage(subset))
+    assert stage.counters["unscored"] == 0 and len(out) == 3 and out[2]["judge_scores"] is None  # the page row
+    for row in out[:2]:
+        assert set(row["judge_scores"]) == set(CRITERIA) and all(1 <= v <= 5 for v in row["judge_scores"].values())
+
+
 def test_parse_scores_reads_an_unconstrained_reply():
-    """Without a grammar (transformers) the model runs on after the object, or starts with a list marker."""
+    """A backend without a grammar may run on after the object, or start with a list marker."""
     good = {c: 4 for c in CRITERIA}
     few_shot_run_on = json.dumps(good) + "\n\nQuestion: How long should a burn be cooled?\nAnswer: 20 minutes.\n"
     assert parse_scores(few_shot_run_on) == good

@@ -19,7 +19,7 @@ processor's chat template (Gemma's turn markup with the processor's image token 
 and the processor turns the text and images into token ids and pixel values. Image prompts are batched apart from
 text-only ones; a text-only model given an image part raises ``ValueError``.
 
-``json_schema`` is not enforced here: the text is whatever the model writes, and callers parse it and retry.
+``json_schema`` is enforced with xgrammar (``curate.llm.constrain``): the model can write only JSON that matches it.
 """
 
 from __future__ import annotations
@@ -185,6 +185,7 @@ class TransformersLLM(LLM):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._stop_ids = self._end_token_ids()
+        self._json = None  # the JSON-schema constraint, built when a call first asks for one
 
     def _load_processor(self, name: str):
         """The image processor of a vision-language checkpoint, left-padding like the tokenizer (None: text only)."""
@@ -297,16 +298,20 @@ class TransformersLLM(LLM):
             group = [i for i in order if bool(images[i]) == kind]
             for start in range(0, len(group), self.batch_size):
                 chunk = group[start:start + self.batch_size]
-                outputs = self._generate_chunk([texts[i] for i in chunk], sampling, [images[i] for i in chunk])
+                outputs = self._generate_chunk([texts[i] for i in chunk], sampling, [images[i] for i in chunk],
+                                               json_schema)
                 for i, generation in zip(chunk, outputs):
                     results[i] = generation
         return results  # type: ignore[return-value]
 
-    def _generate_chunk(self, texts: list[str], sampling: Sampling, images: list[list[bytes]]) -> list[Generation]:
+    def _generate_chunk(self, texts: list[str], sampling: Sampling, images: list[list[bytes]],
+                        json_schema: dict | None = None) -> list[Generation]:
         torch = self._torch
         enc = self._encode(texts, images)
         kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
                       eos_token_id=sorted(self._stop_ids))
+        if json_schema is not None:
+            kwargs["logits_processor"] = [self._constraint().processor(json_schema)]
         if sampling.temperature > 0:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
         else:
@@ -331,6 +336,14 @@ class TransformersLLM(LLM):
             generations.append(Generation(text=text, prompt_tokens=int(n_prompt), completion_tokens=n,
                                           finish_reason=finish))
         return generations
+
+    def _constraint(self):
+        """The JSON-schema constraint for this tokenizer, built on first use."""
+        if self._json is None:
+            from curate.llm.constrain import JsonConstraint
+
+            self._json = JsonConstraint(self.tokenizer, self.hf_model.config.get_text_config().vocab_size)
+        return self._json
 
     def describe(self) -> dict:
         return {**super().describe(), "device": self.device, "dtype": _dtype_name(self.dtype)}
