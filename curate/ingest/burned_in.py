@@ -7,6 +7,10 @@ rule on Tesseract's words (sparse-text page segmentation, so scattered corner an
 - a date, time or ID-like token (``18.11.1995``, ``18:39``, ``19951118``, ``A12345``) read with confidence >= 50;
 - any other word of >= 4 letters or digits read with confidence >= 75.
 
+``shape(word)`` is what a reject may say about a word: its form with every letter and digit masked (``18.11.1995``
+-> ``99.99.9999``, ``Tomoscan`` -> ``Xxxxxxxx``), since burned-in text is often a name, a date or an ID that must
+not reach a rejects file.
+
 Tissue and noise give Tesseract short, low-confidence words (``je`` 53, ``7s`` 51 on the real CTs of
 ``../shared/realdata/dicom``), which this rule lets pass; ``benchmarks/ocr_burned_in.py`` measures it.
 """
@@ -70,3 +74,8 @@ def _counts(word: str, confidence: float) -> bool:
     if _PATTERNS.fullmatch(core):
         return confidence >= PATTERN_CONFIDENCE
     return confidence >= WORD_CONFIDENCE and len(re.sub(r"[^A-Za-z0-9]", "", core)) >= MIN_WORD_CHARS
+
+
+def shape(word: str) -> str:
+    """``word`` with digits as 9, capitals as X and other letters as x (punctuation kept)."""
+    return re.sub(r"[A-Z]", "X", re.sub(r"[^\W\dA-Z_]", "x", re.sub(r"\d", "9", word)))

@@ -40,7 +40,7 @@ min-max.
 
 Rejects: ``not_dicom``, ``corrupt_dicom`` (unreadable, truncated or undecodable pixels), ``no_pixels``,
 ``no_decoder`` (compressed pixels and no plugin installed for them), ``burned_in_phi`` (BurnedInAnnotation is
-YES), ``burned_in_text`` (OCR found text; the detail quotes it), ``no_window``.
+YES), ``burned_in_text`` (OCR found text; the detail gives its words' shapes, never the text), ``no_window``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ from pydicom.uid import (
 
 from curate.ingest import base
 from curate.ingest.base import Reject, SourceSpec, require_path
-from curate.ingest.burned_in import find_text, needs_check, require_tesseract
+from curate.ingest.burned_in import find_text, needs_check, require_tesseract, shape
 from curate.ingest.deid import deidentify, describe
 from curate.schema import make_image
 
@@ -145,7 +145,8 @@ def _read_file(path: Path, locator: str, spec: SourceSpec, options: Options, key
             return
         text = find_text(pixels) if ocr else []
         if text:
-            yield Reject("burned_in_text", f"OCR found text burned into the pixels: {' '.join(text)[:300]} (set "
+            yield Reject("burned_in_text", f"OCR found {len(text)} words burned into the pixels, shaped "
+                         f"{' '.join(shape(w) for w in text)[:300]} (set "
                          "ocr_burned_in: false or allow_burned_in: true only after checking the images)",
                          frame_locator)
             return
