@@ -186,11 +186,18 @@ def test_killed_ray_actor_is_retried_without_loss(small_batches, tmp_path):
 
 def test_parsing_a_pipeline_imports_no_model_code(tmp_path, realdata):
     path = pipeline(tmp_path, realdata)
+    spec = yaml.safe_load(path.read_text())  # with every delivery step: export, push, finetune, compare, evaluate
+    repo = Path(__file__).resolve().parents[1]
+    spec.update(export={"push": {"repo": "me/data"}}, finetune={
+        "recipe": str(repo / "finetune" / "gemma3-270m-cpu-lora.yaml"), "compare": {"questions": ["Burns?"]},
+        "evaluate": {"set": str(realdata / "qa/firstaidqa/eval_questions_40.json")}})
+    path.write_text(yaml.safe_dump(spec))
     heavy = ("torch", "transformers", "llama_cpp", "chromadb", "ray", "sentence_transformers", "peft", "trl",
              "curate.train.run", "curate.evaluate.run", "curate.evaluate.models", "curate.llm.llamacpp",
              "curate.llm.hf", "curate.executors.raydata")
     code = ("import sys, curate.pipeline; from curate.pipeline import load_plan; "
-            f"load_plan({str(path)!r}).steps(); load_plan('pipelines/demo.yaml').steps(); "
+            f"assert [s.name for s in load_plan({str(path)!r}).steps()][-5:] == "
+            "['export', 'push', 'finetune', 'compare', 'evaluate']; "
             f"print([m for m in sys.modules if m.split('.')[0] in {heavy!r} or m in {heavy!r}])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
