@@ -321,3 +321,25 @@ def test_dicom_closed_questions_come_from_tags_only(realdata):
     assert [a.split(".")[0] for t, _, a in chest if t == "closed_modality"] == ["Yes", "No"]
     ct = made["cp_ctimage.dcm"]
     assert [t for t, _, _ in ct] == ["closed_modality", "closed_modality"]  # no region: only free text says CHEST
+
+
+@pytest.mark.slow
+def test_llm_mode_writes_questions_for_caption_answers_with_the_real_gemma(roco_rows):
+    """mode: llm with the embedded Gemma 3 270M: every kept question stands alone and does not give its answer away;
+    every answer is the caption's own words; every image with a finding is either a pair or a counted drop."""
+    from curate.rag.extractive import question_problem
+
+    stage = SynthVQA({"mode": "llm"})
+    out = stage({k: [r[k] for r in roco_rows] for k in roco_rows[0]})
+    made = pairs_by_image([dict(zip(out, values)) for values in zip(*out.values())])
+    with_finding = [r for r in roco_rows if vqa.finding_span(r["caption"])]
+    kept = {i: p for i, p in made.items() if p}
+    dropped = {k: v for k, v in stage.counters.items() if k.startswith("llm_")}
+    assert len(kept) + sum(dropped.values()) == len(with_finding) and stage.counters["tokens_generated"] > 0
+    by_id = {r["id"]: r for r in roco_rows}
+    for image_id, pairs in kept.items():
+        ((template, question, answer),) = pairs
+        assert template == "llm_finding" and question_problem(question, stage.prompts.examples) is None
+        assert answer[:-1].lower() not in question.lower() and not vqa._BEYOND.search(question)
+        assert answer[:-1] == vqa.finding_span(by_id[image_id]["caption"])[0].upper() + \
+            vqa.finding_span(by_id[image_id]["caption"])[1:]

@@ -20,6 +20,14 @@ Templates, each answered only from what the record states:
   comes from the ROCOv2 manual concepts or the DICOM BodyPartExamined tag, never from free text, and only when the
   image has exactly one.
 
+``mode`` (default ``templates``): ``llm`` or ``both`` also let the local model (``llm:``) write the question of an
+``llm_finding`` pair, answer first: the answer is the caption's own finding words (as in ``finding``), the model sees
+the caption and that answer (``prompts/synth_vqa.v1.yaml``, JSON grammar) and writes one question about the image.
+A question is kept only when it stands alone (``curate.rag.extractive.question_problem``: a question, no mention of
+the caption, no bare pronoun, not a few-shot copy), does not contain its answer and does not ask beyond what a
+caption states (causes, diagnosis, treatment, "most likely", "most common": ``asks_beyond_caption``); otherwise the
+pair is not made and ``llm_<problem>`` is counted.
+
 Consumes ``image`` rows (``image``, ``caption``, ``cuis``, ``cui_names``, ``modality``, ``source``, ``license``,
 ``provenance``); other kinds pass through. Produces ``vqa`` rows (the same image, ``messages`` with one question and
 its answer, ``meta`` = {template, image_id}); image rows that yield no pair are dropped with reason ``no_pairs``.
@@ -40,6 +48,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from curate.llm import LLMConfig, load_llm
+from curate.llm.base import Sampling, first_json_object
+from curate.llm.prompts import load_prompt
+from curate.rag.extractive import question_problem
 from curate.schema import MODALITY_CUIS, make_image
 from curate.stage import DROP, Stage, StageConfig, rows
 
@@ -72,6 +84,11 @@ DISJOINT_REGIONS = {"head": ("pelvis", "lower extremity", "abdomen"), "chest": (
 
 class SynthVQAConfig(StageConfig):
     templates: list[Template] = Field(default_factory=lambda: list(TEMPLATES))
+    mode: Literal["templates", "llm", "both"] = "templates"
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    prompt: str = "synth_vqa.v1"
+    max_tokens: int = Field(default=48, ge=8)
+    seed: int = 0
     max_evidence: int = Field(default=2, ge=0)
     min_concept_chars: int = 4
 
@@ -216,18 +233,59 @@ def pairs(row: dict, config: SynthVQAConfig) -> list[tuple[str, str, str]]:
     return out
 
 
+# A caption states what an image shows; a question about causes, diagnosis, treatment or frequency asks beyond it.
+_BEYOND = re.compile(r"\b(?:causes?|caused|diagnos\w*|treat\w*|manag\w*|prognos\w*|most common|most likely|why|"
+                     r"risks?)\b", re.IGNORECASE)
+QUESTION_SCHEMA = {"type": "object", "properties": {"question": {"type": "string", "maxLength": 200}},
+                   "required": ["question"]}
+
+
 class SynthVQA(Stage):
     name = "synth_vqa"
     Config = SynthVQAConfig
     inputs = ("id", "kind", "image", "caption", "cuis", "cui_names", "modality", "source", "license", "provenance")
 
+    def fingerprint_extra(self) -> list:
+        return [load_prompt(self.config.prompt).sha256] if self.config.mode != "templates" else []
+
+    def setup(self) -> None:
+        if self.config.mode != "templates":  # templates need no model
+            self.llm = load_llm(self.config.llm)
+            self.prompts = load_prompt(self.config.prompt)
+
+    def _llm_pairs(self, images: list[dict]) -> dict[str, list[tuple[str, str, str]]]:
+        """image id -> its ``llm_finding`` pair, for the images whose caption has a finding and whose question
+        passes the checks."""
+        todo = [(row, span) for row in images if (span := finding_span((row.get("caption") or "").strip()))]
+        prompts = [self.prompts.render("vqa_question", self.llm.instruction_tuned, caption=row["caption"].strip(),
+                                       answer=span[0].upper() + span[1:] + ".") for row, span in todo]
+        sampling = Sampling(self.config.max_tokens, 0.0, 1.0, self.config.seed)
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        for (row, span), gen in zip(todo, self.llm.generate_batch(prompts, sampling, QUESTION_SCHEMA)):
+            self.counters["tokens_generated"] += gen.completion_tokens
+            try:
+                question = str(first_json_object(gen.text)["question"]).strip()
+            except (ValueError, KeyError, TypeError):
+                self.counters["llm_malformed"] += 1
+                continue
+            problem = question_problem(question, self.prompts.examples) or (
+                "gives_answer_away" if span.lower() in question.lower() else
+                "asks_beyond_caption" if _BEYOND.search(question) else None)
+            if problem:
+                self.counters[f"llm_{problem}"] += 1
+                continue
+            out[row["id"]] = [("llm_finding", question, span[0].upper() + span[1:] + ".")]
+        return out
+
     def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
+        images = [r for r in rows(batch) if r["kind"] == "image"]
+        written = self._llm_pairs(images) if self.config.mode != "templates" else {}
         out = []
         for row in rows(batch):
             if row["kind"] != "image":
                 out.append(row)
                 continue
-            made = pairs(row, self.config)
+            made = (pairs(row, self.config) if self.config.mode != "llm" else []) + written.get(row["id"], [])
             if not made:
                 out.append({**row, DROP: "no_pairs"})
             for template, question, answer in made:
