@@ -125,7 +125,8 @@ def test_reason_filter_shows_only_that_reason(server, run, tmp_path):
         expected = [r["id"] for r in rejects if r["reason"] == reason][:20]
         assert reasons == [reason] * len(expected) and card_ids(page) == expected
     kind = dom(f"{server}/step/05-select?show=rejects&reason=kind", tmp_path)
-    assert len(cards(kind)) == sum(r["row"]["kind"] == "image" for r in rejects) == 5
+    # 4 of the 5 real DICOMs are images here: the fifth has a date burned into its pixels and stops at ingest
+    assert len(cards(kind)) == sum(r["row"]["kind"] == "image" for r in rejects) == 4
 
 
 def test_paging_follows_next_links_in_file_order(server, run, tmp_path):
