@@ -8,7 +8,11 @@ record is independent of the stage's code: caption-derived answers (caption, fin
 caption's own words (a finding: its words in the caption's order); modality answers must name exactly the record's
 modality CUIs; region answers its one manual region concept; findings answers its concept names.
 
-    python benchmarks/vqa_synth.py [--limit N]
+With ``--llm N`` it then runs ``mode: llm`` (the embedded Gemma 3 270M writes the question of each caption-span
+answer) on the first N captions and prints what was kept and why the rest was not, writing the kept pairs to
+``llm_pairs.jsonl`` to read.
+
+    python benchmarks/vqa_synth.py [--limit N] [--llm N]
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from PIL import Image
 
 from curate.ingest import rocov2
 from curate.ingest.base import SourceSpec
-from curate.rag.vqa import REGION_CUIS, SynthVQA
+from curate.rag.vqa import REGION_CUIS, SynthVQA, finding_span
 from curate.schema import MODALITY_CUIS
 from curate.stage import DROP, columns
 
@@ -67,6 +71,7 @@ def grounded(template: str, question: str, answer: str, image: dict) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--llm", type=int, default=0, help="also run mode: llm on this many captions")
     ap.add_argument("--out", default="runs/bench-vqa")
     args = ap.parse_args()
     out = Path(args.out)
@@ -113,6 +118,23 @@ def main() -> None:
           f"({checked[True] / max(1, len(pairs)):.4f})")
     print(f"synth_vqa: {seconds:.2f} s = {60 * len(pairs) / max(seconds, 1e-9):,.0f} pairs/min")
     print(f"audit: {out / 'audit.jsonl'} ({len(sample)} pairs, seed 0)")
+    if args.llm:
+        llm_mode(images[: args.llm], out)
+
+
+def llm_mode(images: list[dict], out: Path) -> None:
+    stage = SynthVQA({"mode": "llm"})
+    started = time.perf_counter()
+    made = stage(columns(images, list(images[0])))
+    seconds = time.perf_counter() - started
+    kept = [{"question": m[0]["content"], "answer": m[1]["content"], "caption": c}
+            for m, meta, c in zip(made["messages"], made["meta"], made["caption"])
+            if m and "llm_finding" in (meta or "")]
+    (out / "llm_pairs.jsonl").write_text("".join(json.dumps(k, ensure_ascii=False) + "\n" for k in kept))
+    spans = sum(1 for r in images if finding_span(r["caption"]))
+    drops = {k: v for k, v in stage.counters.items() if k.startswith("llm_")}
+    print(f"mode llm on {len(images)} captions ({spans} with a finding span): {len(kept)} pairs kept, not made: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) + f"; {seconds:.1f} s; {out / 'llm_pairs.jsonl'}")
 
 
 if __name__ == "__main__":
