@@ -343,3 +343,18 @@ def test_llm_mode_writes_questions_for_caption_answers_with_the_real_gemma(roco_
         assert answer[:-1].lower() not in question.lower() and not vqa._BEYOND.search(question)
         assert answer[:-1] == vqa.finding_span(by_id[image_id]["caption"])[0].upper() + \
             vqa.finding_span(by_id[image_id]["caption"])[1:]
+
+
+def test_a_caption_with_nothing_to_ask_about_gives_no_caption_pairs(roco_rows):
+    """A real ROCOv2 record whose caption is replaced by "See text." keeps only its concept pairs; with no modality
+    and no named concept either it is no_pairs; every unnamed CUI is counted."""
+    record = next(r for r in roco_rows if r["modality"] == "CT")
+    bare = {**record, "caption": "See text."}
+    made = pairs_by_image(run_stage([bare]))[bare["id"]]
+    assert made and not [t for t, _, _ in made if t in ("caption", "evidence", "finding")]
+    assert vqa.usable_caption("Figure 2") == vqa.usable_caption("CT") == "" and vqa.usable_caption(record["caption"])
+    nothing = {**bare, "cuis": [], "cui_names": [], "modality": None, "meta": json.dumps({"manual_cuis": []})}
+    assert [r[DROP] for r in run_stage([nothing])] == ["no_pairs"]
+    stage = SynthVQA({})
+    stage({k: [v] for k, v in {**record, "cui_names": None}.items()})
+    assert stage.counters["unnamed_cui"] == len(record["cuis"]) and stage.counters["unusable_caption"] == 0

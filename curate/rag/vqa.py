@@ -31,6 +31,8 @@ pair is not made and ``llm_<problem>`` is counted.
 Consumes ``image`` rows (``image``, ``caption``, ``cuis``, ``cui_names``, ``modality``, ``source``, ``license``,
 ``provenance``); other kinds pass through. Produces ``vqa`` rows (the same image, ``messages`` with one question and
 its answer, ``meta`` = {template, image_id}); image rows that yield no pair are dropped with reason ``no_pairs``.
+A caption with nothing to ask about ("See text.", "Figure 2", one word) gives no caption-derived pair
+(counter ``unusable_caption``); a CUI without a name is skipped (counter ``unnamed_cui``).
 
 Example::
 
@@ -198,9 +200,20 @@ def closed_region(region: str, key: str) -> list[tuple[str, str, str]]:
             ("closed_region", f"Is this an image of the {other}?", f"No. The image shows the {region}.")]
 
 
+# A caption that points elsewhere or says nothing about the image ("See text.", "Figure 2", "N/A").
+_NO_CONTENT = re.compile(r"^\W*(?:see (?:text|main text|figure|fig\.?|legend|above|below)|(?:figure|fig\.?|image|panel)"
+                         r"\s*[\dA-Za-z]?|n/?a|none|no caption)\W*$", re.IGNORECASE)
+
+
+def usable_caption(caption: str) -> str:
+    """The caption, or "" when it has no content to ask about (one word, or a pointer elsewhere)."""
+    caption = caption.strip()
+    return "" if len(caption.split()) < 2 or _NO_CONTENT.match(caption) else caption
+
+
 def pairs(row: dict, config: SynthVQAConfig) -> list[tuple[str, str, str]]:
-    """(template, question, answer) for one image record."""
-    caption = (row.get("caption") or "").strip()
+    """(template, question, answer) for one image record; caption templates only for a usable caption."""
+    caption = usable_caption(row.get("caption") or "")
     names = concept_names(row)
     out = []
     if "caption" in config.templates and caption:
@@ -256,7 +269,7 @@ class SynthVQA(Stage):
     def _llm_pairs(self, images: list[dict]) -> dict[str, list[tuple[str, str, str]]]:
         """image id -> its ``llm_finding`` pair, for the images whose caption has a finding and whose question
         passes the checks."""
-        todo = [(row, span) for row in images if (span := finding_span((row.get("caption") or "").strip()))]
+        todo = [(row, span) for row in images if (span := finding_span(usable_caption(row.get("caption") or "")))]
         prompts = [self.prompts.render("vqa_question", self.llm.instruction_tuned, caption=row["caption"].strip(),
                                        answer=span[0].upper() + span[1:] + ".") for row, span in todo]
         sampling = Sampling(self.config.max_tokens, 0.0, 1.0, self.config.seed)
@@ -285,6 +298,9 @@ class SynthVQA(Stage):
             if row["kind"] != "image":
                 out.append(row)
                 continue
+            self.counters["unusable_caption"] += not usable_caption(row.get("caption") or "")
+            names = row.get("cui_names") or [None] * len(row.get("cuis") or [])
+            self.counters["unnamed_cui"] += sum(not n for n in names)
             made = (pairs(row, self.config) if self.config.mode != "llm" else []) + written.get(row["id"], [])
             if not made:
                 out.append({**row, DROP: "no_pairs"})
