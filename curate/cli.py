@@ -58,11 +58,8 @@ def cmd_run(args) -> int:
         return fail("invalid pipeline", exc, INVALID)
     for w in plan.warnings:
         errors.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
-    executor = plan.executor
-    if args.executor or args.workers:
-        executor = executor.model_copy(update={k: v for k, v in (("kind", args.executor), ("workers", args.workers))
-                                               if v})
-        executor = ExecutorSpec.model_validate(executor.model_dump())
+    overrides = {k: v for k, v in (("kind", args.executor), ("workers", args.workers)) if v}
+    executor = ExecutorSpec.model_validate({**plan.executor.model_dump(), **overrides})
     if args.dry_run:
         console.print(plan_table(plan, executor))
         return OK

@@ -248,15 +248,15 @@ class RowCache:
         self._lock = threading.Lock()
 
     def kept(self, folder: Path) -> KeptRows:
-        with self._lock:
-            cached = self._kept.get(folder)
-            if cached is None or not cached.fresh():
-                cached = self._kept[folder] = KeptRows(folder)
-            return cached
+        return self._current(self._kept, KeptRows, folder)
 
     def rejects(self, folder: Path) -> Rejects:
+        return self._current(self._rejects, Rejects, folder)
+
+    def _current(self, cache: dict, build, folder: Path):
+        """``cache[folder]``, built again by ``build(folder)`` when missing or when its files changed."""
         with self._lock:
-            cached = self._rejects.get(folder)
+            cached = cache.get(folder)
             if cached is None or not cached.fresh():
-                cached = self._rejects[folder] = Rejects(folder)
+                cached = cache[folder] = build(folder)
             return cached
