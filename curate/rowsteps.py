@@ -89,7 +89,8 @@ class IngestStep(RowStep):
         self.sources, self.batch_size, self.dirname = sources, batch_size, dirname
 
     def fingerprint(self, ctx: Context) -> str:
-        return fingerprint("ingest", [source_fingerprint(s) for s in self.sources], self.batch_size)
+        self._source_fps = [source_fingerprint(s) for s in self.sources]  # walks local sources' files once
+        return fingerprint("ingest", self._source_fps, self.batch_size)
 
     def build(self, ctx: Context, fp: str) -> dict:
         folder = inside(ctx.run_dir, self.dirname)
@@ -106,7 +107,7 @@ class IngestStep(RowStep):
         stats.rows_in = stats.rows_out + sum(stats.dropped.values())
         _finish(folder, "rejects-*.jsonl")
         return {"version": __version__, "sources": [asdict(s) for s in self.sources],
-                "source_fingerprints": [source_fingerprint(s) for s in self.sources], "stats": stats.plain()}
+                "source_fingerprints": self._source_fps, "stats": stats.plain()}
 
 
 def _ingest_source(i: int, spec: SourceSpec, folder: Path, batch_size: int, progress: Progress) -> dict:
