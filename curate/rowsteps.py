@@ -219,7 +219,7 @@ def run_stages(steps: list[RowStep], source: Path, root: Path, fp: str, executor
                progress: Progress | None = None) -> tuple[list[StepStats], Context]:
     """Run row steps in order over the rows in ``source`` (fingerprint ``fp``), each into ``root/<dirname>``;
     returns their stats and the context, whose ``rows`` and ``fp`` are the last step's."""
-    ctx = Context(root, root, executor or SerialExecutor(), progress or Progress(enabled=False), rows=source, fp=fp)
+    ctx = Context(root, executor or SerialExecutor(), progress or Progress(enabled=False), rows=source, fp=fp)
     return [run_step(step, ctx)[0] for step in steps], ctx
 
 

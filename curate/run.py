@@ -56,7 +56,7 @@ def run_plan(plan: Plan, force_step: str | None = None, progress: Progress | Non
     if force_step is not None:
         force(steps, force_step, plan.run_dir)
     runner = make_executor(spec)
-    ctx = Context(plan.run_dir, plan.path.parent, runner, progress or Progress(enabled=False))
+    ctx = Context(plan.run_dir, runner, progress or Progress(enabled=False))
     try:
         all_stats = [run_step(step, ctx)[0] for step in steps]
     finally:

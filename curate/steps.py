@@ -85,10 +85,9 @@ def inside(run_dir: Path, relative: str | Path) -> Path:
 @dataclass
 class Context:
     """What flows from step to step: where the run is, the rows the next row step reads and the fingerprint the
-    next step consumes, the executor, progress, and what delivery steps hand on (the model they trained)."""
+    next step consumes, the executor, progress, and what delivery steps hand on (compared answers, the evaluation)."""
 
     run_dir: Path
-    base: Path
     executor: Executor
     progress: Progress
     rows: Path | None = None

@@ -491,7 +491,7 @@ def test_context_is_omitted_by_default_and_included_on_request(generated_folder,
 
 def test_context_mode_is_part_of_the_export_steps_fingerprint(generated_folder, tmp_path):
     def export_step(spec):
-        ctx = Context(tmp_path, tmp_path, SerialExecutor(), Progress(enabled=False), rows=generated_folder,
+        ctx = Context(tmp_path, SerialExecutor(), Progress(enabled=False), rows=generated_folder,
                       fp="rows-fp")
         stats, record = run_step(ExportStep(spec), ctx)
         return stats, record["fingerprint"]

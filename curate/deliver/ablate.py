@@ -353,7 +353,7 @@ def _evaluate_model(ablation: Ablation, sets_read: dict, label: str, adapter: Pa
     """Score one model on every held-out set into OUT/<label>/eval/<set>; {set: whether it was cached}. The model
     loads only when some set needs scoring, once per backend configuration."""
     loaded: dict[str, Any] = {}
-    ctx = Context(ablation.out, ablation.path.parent, make_executor(), progress)
+    ctx = Context(ablation.out, make_executor(), progress)
     cached = {}
     try:
         for name, held in ablation.held_out.items():
@@ -383,7 +383,7 @@ def run_ablation(ablation: Ablation, progress: Progress | None = None) -> dict:
     variants = {}
     for name, v in ablation.variants.items():
         folder, rows_fp, overlap = rows[v.rows]
-        ctx = Context(ablation.out / name, ablation.path.parent, make_executor(), progress, rows=folder, fp=rows_fp)
+        ctx = Context(ablation.out / name, make_executor(), progress, rows=folder, fp=rows_fp)
         export_stats, _ = run_step(ExportStep(v.export, pipeline=ablation.plan.path), ctx)
         recipe = load_recipe_for(ablation.finetune, ablation.path.parent)
         train_stats, _ = run_step(FinetuneStep(recipe), ctx)
