@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -134,9 +135,11 @@ def _area(y: np.ndarray, x: np.ndarray) -> float:
     return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2)
 
 
+@lru_cache(maxsize=64)
 def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) with bands × rows <= num_perm minimising the weighted false-positive and false-negative
-    probability areas of the LSH S-curve around ``threshold``."""
+    probability areas of the LSH S-curve around ``threshold``. Cached: the search takes tens of milliseconds and
+    every ``NearIndex`` (one per dedup batch sketch and per image scope) asks for it."""
     below, above = np.linspace(0.0, threshold, 201), np.linspace(threshold, 1.0, 201)
     best, best_cost = (1, num_perm), float("inf")
     for b in range(1, num_perm + 1):
