@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install system demo test gpu clean
+.PHONY: install system demo test gpu writer clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ demo: install system
 
 test: install system
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Rebuild the question writer shipped in curate/llm/question_writer (about an hour on 2 CPU cores; see its README).
+writer: install
+	$(BIN)/curate writer train finetune/question-writer.yaml --out curate/llm/question_writer
 
 gpu: install
 	$(BIN)/pip install -e ".[gpu]"

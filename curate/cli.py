@@ -352,6 +352,38 @@ def cmd_synth(args) -> int:
     return OK if stats.rows_out else NOTHING_USABLE
 
 
+def cmd_writer(args) -> int:
+    from rich.markup import escape
+
+    from curate.llm.writer import QuestionWriter, WriterError
+    from curate.train.recipe import RecipeError
+
+    if args.writer_command == "ask":
+        try:
+            writer = QuestionWriter(args.adapter)
+        except WriterError as exc:
+            return fail("invalid adapter:", exc, INVALID)
+        for answer in args.answer:
+            for written in writer.write([answer], args.n, [args.seed])[0]:
+                console.print(escape(written.text), highlight=False)
+        writer.close()
+        return OK
+    from curate.train.writer import load_writer_recipe, train_writer
+
+    try:
+        recipe = load_writer_recipe(args.recipe)
+        if args.max_steps:
+            recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": args.max_steps})})
+        train_writer(recipe, args.out, log=lambda m: console.print(escape(m), highlight=False))
+    except RecipeError as exc:
+        return fail("invalid writer recipe", exc, INVALID)
+    except Exception as exc:  # training broke: say what, keep the traceback for -v
+        logging.getLogger("curate").debug("writer training failed", exc_info=True)
+        errors.print(f"[red]failed:[/red] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
+        return FAILED
+    return OK
+
+
 def cmd_finetune(args) -> int:
     from rich.markup import escape
 
@@ -604,6 +636,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="validate the file, its pipeline, recipe and sets")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("writer", help="the question writer (a LoRA on the embedded Gemma 3 270M): train it, or ask "
+                                      "it what an answer span answers")
+    wsub = p.add_subparsers(dest="writer_command", required=True)
+    w = wsub.add_parser("train", help="train the writer from a recipe (finetune/question-writer.yaml)")
+    w.add_argument("recipe", nargs="?", default="finetune/question-writer.yaml")
+    w.add_argument("--out", default="runs/question-writer", help="output folder (the shipped adapter lives in "
+                                                                 "curate/llm/question_writer)")
+    w.add_argument("--max-steps", type=int, help="override train.max_steps (a quick try)")
+    w.set_defaults(func=cmd_writer)
+    w = wsub.add_parser("ask", help="candidate questions for answer spans (the greedy one first)")
+    w.add_argument("answer", nargs="+")
+    w.add_argument("--adapter", help="an adapter.gguf or its folder (default: the shipped one)")
+    w.add_argument("-n", type=int, default=3, help="candidates per span (default: 3)")
+    w.add_argument("--seed", type=int, default=0)
+    w.set_defaults(func=cmd_writer)
 
     from curate.train.recipe import recipe_keys
 

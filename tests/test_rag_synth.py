@@ -29,11 +29,13 @@ from curate.schema import ARROW_SCHEMA
 FM = "pdf/us_army_FM4-25.11_first_aid.pdf"
 PAGES = (47, 48)  # bleeding control with a tourniquet
 SYNTH = {"top_k": 2, "question_source": "both"}  # answer_mode auto: extractive for the embedded base model
+WRITER = {"top_k": 2}  # the default for the embedded base model: the shipped question writer
 ABSTRACTIVE = {"answer_mode": "abstractive", "questions_per_chunk": 1, "top_k": 2}
 REASONS = {"insufficient_context", "no_citation", "copied_example", "malformed_questions", "malformed_answer"}
 EXTRACTIVE_REASONS = {"no_answerable_unit", "malformed_question", "not_a_question", "mentions_source",
                       "unresolved_pronoun", "copied_example", "duplicate_question", "round_trip_failed",
-                      "question_off_unit", "wrong_answer_type", "no_template_question"}
+                      "question_off_unit", "wrong_answer_type", "no_template_question", "restates_unit",
+                      "not_singled_out"}
 
 
 def read(folder: Path) -> list[dict]:
@@ -85,7 +87,7 @@ def test_extractive_answers_are_verbatim_units_of_their_cited_chunk(uninterrupte
 
 def test_template_questions_need_no_model(index_dir):
     out = index_dir.parent / "synth-templates"
-    stats = synth_folder(index_dir, out, {"top_k": 2}, batch_size=4)  # auto: templates for a base model
+    stats = synth_folder(index_dir, out, {"top_k": 2, "question_source": "templates"}, batch_size=4)
     rows = read(out)
     assert rows and "questions_llm" not in stats.counters and stats.counters.get("tokens_generated", 0) == 0
     assert {json.loads(r["meta"])["generator"]["question_source"] for r in rows} <= {name for name, _ in TEMPLATES}
@@ -124,10 +126,11 @@ def test_auto_mode_is_extractive_for_base_models_and_abstractive_for_instruct_on
     for tuned in (False, True):
         stage = SynthQA({"index": str(index_dir / "chroma"), "llm": {"instruction_tuned": tuned}})
         stage.setup()
-        picked[tuned] = stage.mode, stage.question_source, stage.llm is not None
-        if stage.llm:
-            stage.llm.close()
-    assert picked == {False: ("extractive", "templates", False), True: ("abstractive", "both", True)}
+        picked[tuned] = stage.mode, stage.question_source, stage.llm is not None, stage.writer is not None
+        for model in (stage.llm, stage.writer):
+            if model:
+                model.close()
+    assert picked == {False: ("extractive", "writer", False, True), True: ("abstractive", "both", True, False)}
 
 
 def test_round_trip_drops_a_question_that_retrieves_another_chunk(tmp_path, realdata):
@@ -173,6 +176,54 @@ def test_killed_synthesis_resumes_to_identical_rows(uninterrupted, index_dir):
     proc.wait()
     assert not (out_b / "_stage.json").exists(), "the run finished before it could be killed"
     synth_folder(index_dir, out_b, SYNTH, batch_size=1)
+    assert read(out_b) == read(out_a)
+    assert read_jsonl(out_b / "rejects.jsonl") == read_jsonl(out_a / "rejects.jsonl")
+
+
+@pytest.fixture(scope="module")
+def written(index_dir):
+    out = index_dir.parent / "written-a"
+    stats = synth_folder(index_dir, out, WRITER, batch_size=1)
+    return out, stats
+
+
+def test_writer_questions_pass_every_check_and_single_out_their_unit(written, index_dir):
+    from curate.rag.extractive import answer_type_problem, question_problem
+    from curate.rag.synth import restates
+
+    out, stats = written
+    chunks = {c["id"]: c for c in read(index_dir / "chunks")}
+    rows, rejects = read(out), read_jsonl(out / "rejects.jsonl")
+    assert stats.counters["questions_writer"] >= len(rows) >= len(chunks), [r["reason"] for r in rejects]
+    assert {r["reason"] for r in rejects} <= EXTRACTIVE_REASONS
+    for row in rows:
+        meta = json.loads(row["meta"])
+        question, answer = (m["content"] for m in row["messages"])
+        assert meta["generator"]["question_source"] == "writer" and meta["generator"]["writer"]["sha256"]
+        assert question_problem(question, ()) is None and answer_type_problem(question, answer) is None
+        assert not restates(question, answer) and meta["round_trip"]["rank"] is not None
+        assert meta["written"]["margin"] is None or meta["written"]["margin"] > 0
+        assert answer in [u.text for u in answerable_units(chunks[meta["chunk_id"]]["text"])[0]]
+    for reject in rejects:
+        if reject["reason"] == "not_singled_out":
+            candidates = json.loads(reject["detail"])["candidates"]
+            assert all(c["margin"] is None or c["margin"] <= 0 for c in candidates)
+
+
+def test_killed_writer_synthesis_resumes_to_identical_rows(written, index_dir):
+    out_a, _ = written
+    out_b = index_dir.parent / "written-b"
+    code = ("import sys; from pathlib import Path; from curate.rag import synth_folder; "
+            f"synth_folder(Path(sys.argv[1]), Path(sys.argv[2]), {WRITER!r}, batch_size=1)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(index_dir), str(out_b)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 300
+    while not (out_b / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # while the writer generates for the next chunk
+    proc.wait()
+    assert not (out_b / "_stage.json").exists(), "the run finished before it could be killed"
+    synth_folder(index_dir, out_b, WRITER, batch_size=1)
     assert read(out_b) == read(out_a)
     assert read_jsonl(out_b / "rejects.jsonl") == read_jsonl(out_a / "rejects.jsonl")
 

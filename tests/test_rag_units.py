@@ -30,12 +30,12 @@ def texts(text: str) -> list[str]:
     return [u.text for u in answerable_units(text)[0]]
 
 
-def test_prose_units_are_verbatim_sentences_without_page_furniture(fm_pages):
+def test_prose_units_are_sentences_of_the_manual_without_page_furniture(fm_pages):
     units, skipped = answerable_units(fm_pages[48])
     found = [u.text for u in units]
     assert "The tourniquet should not be used unless a pressure dressing has failed to stop the bleeding or an arm " \
            "or leg has been cut off." in found
-    assert "DO NOT use wire or shoestring for a tourniquet band." in found
+    assert "Do not use wire or shoestring for a tourniquet band." in found  # "DO NOT" in sentence case
     assert not any("FM 4-25.11" in t or t.startswith(("WARNING", "after a period")) for t in found)
     assert skipped["heading"] >= 1  # WARNING, "a. Improvising a Tourniquet" style lines
     for unit in units:

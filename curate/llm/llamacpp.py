@@ -60,7 +60,7 @@ class LlamaCppLLM(LLM):
 
     def __init__(self, model: str | os.PathLike | None = None, *, instruction_tuned: bool = False,
                  n_ctx: int = 4096, n_threads: int | None = None, n_gpu_layers: int = 0,
-                 check_grammar_after_sampling: bool = True):
+                 check_grammar_after_sampling: bool = True, lora: str | os.PathLike | None = None):
         try:
             import llama_cpp
         except ImportError as exc:
@@ -76,8 +76,10 @@ class LlamaCppLLM(LLM):
 
         self.grammar_checked = check_grammar_after_sampling and grammar.supported(llama_cpp)
         llama = grammar.checked_llama(llama_cpp) if self.grammar_checked else llama_cpp.Llama
+        self.lora = Path(lora) if lora else None
         self._llm = llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=self.n_threads,
-                          n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers, seed=0, verbose=False)
+                          n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers, seed=0, verbose=False,
+                          lora_path=str(self.lora) if self.lora else None)
         self._grammars: dict[str, object] = {}
         log.debug("llama.cpp loaded %s (n_ctx=%d, n_threads=%d)", self.path, n_ctx, self.n_threads)
 
@@ -100,6 +102,11 @@ class LlamaCppLLM(LLM):
         self._llm.reset()
         return [self._generate_one(prompt, sampling, grammar) for prompt in prompts]
 
+    def generate_each(self, prompts: list[Prompt], samplings: list[Sampling]) -> list[Generation]:
+        """One generation per prompt, each with its own sampling (no grammar); one call, like ``generate_batch``."""
+        self._llm.reset()
+        return [self._generate_one(prompt, sampling, None) for prompt, sampling in zip(prompts, samplings)]
+
     def _generate_one(self, prompt: Prompt, sampling: Sampling, grammar) -> Generation:
         stop = list(sampling.stop)
         if isinstance(prompt, str):
@@ -120,7 +127,7 @@ class LlamaCppLLM(LLM):
                           finish_reason=_finish_reason(choice.get("finish_reason")), raw=out)
 
     def describe(self) -> dict:
-        return {**super().describe(), "gguf": self.path.name}
+        return {**super().describe(), "gguf": self.path.name, **({"lora": self.lora.name} if self.lora else {})}
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None

@@ -4,8 +4,8 @@ round-trip check that the question leads back to its unit.
 ``synth_qa`` with ``answer_mode: extractive`` uses them in this order: ``pick_units`` (at most ``n`` of a chunk's
 ``curate.rag.units`` units) -> the LLM writes one question per unit -> ``question_problem`` (a reason to reject the
 question, or None) -> ``same_question`` merges near-identical questions of one chunk -> ``round_trip`` (the unit's own
-chunk must be among the chunks the question retrieves from the whole index, and the question must be close enough to
-the unit in embedding space).
+chunk, or a chunk that ``holds`` the unit's words in their order, must be among the chunks the question retrieves from
+the whole index, and the question must be close enough to the unit in embedding space).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.quality.text import STOPWORDS
-from curate.rag.units import Unit
+from curate.rag.units import Unit, strip_references
 
 QUESTION_STARTS = frozenset("""what when where why how which who whom whose should can could is are was were do does
 did must may will would if in after before during""".split())
@@ -75,16 +75,21 @@ _ASKS = (  # (question opening, what the answer must contain for the question to
                                               r"immediately|within|only)\b", re.I)),
 )
 _DEFINES = re.compile(r"^what (?:is|are) (?:an? |the )?(?P<term>[\w -]+)\?$", re.I)
+_NOT_DEFINED = re.compile(r"^(?:(?:best|first|next|last|main|most|only|right|correct|proper|usual|recommended|"
+                          r"purpose|reason|goal|aim|objective|function|role|cause|effect|result|difference|"
+                          r"treatment|way|step|method)\b|.* (?:of|for|to|in|on|with|when|after|before|during) )", re.I)
 
 
 def answer_type_problem(question: str, answer: str) -> str | None:
     """``wrong_answer_type`` when the question asks for something the answer cannot give: "How often" with no
     frequency in it, "How long/many/far" with no quantity, "Why"/"What is the purpose" with no reason or purpose,
-    "When" with no condition or time, "What is X?" when the answer does not open by saying what X is; else None."""
+    "When" with no condition or time, "What is X?" when the answer does not open by saying what X is; else None.
+    "What is the purpose/best way/first step ... of X?" asks about X, not what X is: its own rule judges it."""
     for asks, needs in _ASKS:
         if asks.search(question) and not needs.search(answer):
             return "wrong_answer_type"
     term = _DEFINES.match(question)
+    term = term if term and not _NOT_DEFINED.match(term["term"]) else None
     defines = r"(?:(?:is|are) (?:a|an|the|one|any)|refers?|means?)\b"
     if term and not re.match(rf"^(?:an? |the )?{re.escape(term['term'])}s? {defines}", answer,
                              re.I):
@@ -100,9 +105,40 @@ def same_question(question: str, earlier: list[str], threshold: float = 0.8) -> 
                for q in earlier)
 
 
-def holds(chunk_text: str, unit_text: str) -> bool:
-    """True when a chunk holds a unit's words (all but one: a list's joining "and" may be missing from it)."""
-    return len(words(unit_text) - words(chunk_text)) <= 1
+MAX_GAP = 3  # chunk words a unit may skip between two of its own: a label it left out ("2-20", "c", "iv")
+_LABEL_WORD = re.compile(r"[a-z]|\d{1,3}[a-z]?|[ivx]{1,4}")
+
+
+def _next(chunk: list[str], end: int, word: str, max_gap: int) -> set[int]:
+    """Where ``word`` follows a match ending at ``end``: next in ``chunk``, or after at most ``max_gap`` label
+    words."""
+    found = set()
+    for k in range(end + 1, min(end + 2 + max_gap, len(chunk))):
+        if chunk[k] == word:
+            found.add(k)
+        if not _LABEL_WORD.fullmatch(chunk[k]):
+            break
+    return found
+
+
+def holds(chunk_text: str, unit_text: str, max_gap: int = MAX_GAP) -> bool:
+    """True when a chunk holds a unit: the unit's words in the chunk in the same order, one after the other but for
+    the labels the unit left out (at most ``max_gap`` words at a time), case ignored (list items and warnings are in
+    sentence case in a unit); the chunk's figure and table references may be left out, and a list's joining "and"
+    need not be in it."""
+    unit = _WORD.findall(unit_text.lower())
+    return bool(unit) and any(_in_order(_WORD.findall(text.lower()), unit, max_gap)
+                              for text in (strip_references(chunk_text), chunk_text))
+
+
+def _in_order(chunk: list[str], unit: list[str], max_gap: int) -> bool:
+    ends = {k for k, w in enumerate(chunk) if w == unit[0]}  # where a match of the unit's words so far ends
+    for word in unit[1:]:
+        found = set().union(*(_next(chunk, end, word, max_gap) for end in ends))
+        ends = found | ends if word == "and" else found
+        if not ends:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

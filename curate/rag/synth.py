@@ -6,20 +6,32 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
 - ``extractive`` (answer first; what a small base model such as the embedded Gemma 3 270M can do well): each chunk is
   split into answerable units (``curate.rag.units``: a sentence or short span, a list kept whole; headings, page
   furniture, contents, references and exercise instructions are skipped and counted as ``units_skipped_*``). At most
-  ``units_per_chunk`` units get a question (units a template can ask about first). ``question_source``: ``templates``
-  (the default for a base model; no model is loaded) reads the question off the unit's form
-  (``curate.rag.templates``); ``llm`` has the LLM write it (few-shot on off-domain examples, JSON grammar), and
-  ``both`` (the default for an instruction-tuned model) uses the LLM where no template fits. An LLM-written question
-  must stand alone (``curate.rag.extractive.question_problem``) and ask what the unit can answer
-  (``answer_type_problem``: ``wrong_answer_type``). Every question is then
-  checked by a round trip: retrieved by that question from the whole index, the unit's own chunk must be among the
-  ``round_trip_k`` nearest, and the question-unit cosine similarity must reach ``min_question_similarity``. The answer
-  is the unit's text, cited to its chunk and pages; the context holds the ``top_k`` passages the question retrieved
-  (more when the unit's chunk ranks lower). Drop reasons: ``no_answerable_unit`` (the chunk row; detail: skipped
-  spans by reason; ``no_template_question`` with templates only), ``malformed_question``, ``not_a_question``,
-  ``mentions_source``, ``unresolved_pronoun``,
-  ``copied_example`` (after ``max_retries`` extra attempts; the raw output kept), ``duplicate_question`` (repeats a
-  question kept for the same chunk), ``round_trip_failed``, ``question_off_unit``.
+  ``units_per_chunk`` units get a question. ``question_source``:
+
+  - ``writer`` (the default for a base model): the question writer shipped with curate (``curate.llm.writer``, a
+    LoRA on the embedded Gemma 3 270M trained to ask what an answer span answers) writes ``writer.candidates``
+    questions per unit, many units per forward pass. Units that only announce what follows or are questions
+    themselves are skipped (``units_skipped_announces`` / ``_asks``). A candidate must end its line, stand alone
+    (``curate.rag.extractive.question_problem``), ask what the unit can answer (``answer_type_problem``) and not
+    restate the unit (``restates_unit``). The ``writer.scored`` likeliest usable candidates then go through the
+    answer-level round trip: the writer's mean token log-probability of the question given its own unit minus the
+    best given one of the ``writer.rivals`` other units of the chunk nearest to the question must exceed
+    ``writer.min_margin``; the widest margin wins. The unit is dropped as ``not_singled_out`` when no candidate
+    wins, else with its candidates' most common problem (detail: every candidate with its problem and margin).
+  - ``templates`` reads the question off the unit's form (``curate.rag.templates``; no model is loaded); ``llm``
+    has the LLM write it (few-shot on off-domain examples, JSON grammar), and ``both`` (the default for an
+    instruction-tuned model) uses the LLM where no template fits. Every question must ask what the unit can answer
+    (``wrong_answer_type``); an LLM-written one must also stand alone.
+
+  Every question is then checked by a round trip: retrieved by that question from the whole index, the unit's own
+  chunk must be among the ``round_trip_k`` nearest, and the question-unit cosine similarity must reach
+  ``min_question_similarity``. The answer is the unit's text, cited to its chunk and pages; the context holds the
+  ``top_k`` passages the question retrieved (more when the unit's chunk ranks lower). Drop reasons:
+  ``no_answerable_unit`` (the chunk row; detail: skipped spans by reason; ``no_template_question`` with templates
+  only), ``malformed_question``, ``not_a_question``, ``mentions_source``, ``unresolved_pronoun``, ``copied_example``
+  (after ``max_retries`` extra attempts; the raw output kept), ``wrong_answer_type``, ``restates_unit``,
+  ``not_singled_out``, ``duplicate_question`` (repeats a question kept for the same chunk), ``round_trip_failed``,
+  ``question_off_unit``.
 - ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
   ``questions_per_chunk`` questions per chunk; the ``top_k`` nearest chunks are retrieved *by each question*; the LLM
   answers from those passages only and cites them by number. Drop reasons: ``insufficient_context``, ``no_citation``,
@@ -27,13 +39,15 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   output kept). Questions that repeat an example are discarded before answering.
 
 A backend's ``TransientError`` fails the batch without marking it done, so a rerun retries it. Seeds derive from the
-batch's chunk ids, so rerunning a batch (after a crash) reproduces its rows.
+batch's chunk ids (the writer's from each chunk's id and unit), and each batch's generation starts from an empty
+cache, so rerunning a batch (after a crash) reproduces its rows.
 
 Consumes ``chunk`` rows (``id``, ``text``, ``doc_id``, ``page``, ``page_end``, ``source``, ``license``,
 ``provenance``); other kinds pass through. Produces ``qa`` rows: ``messages`` (user question, assistant answer),
 ``context`` (the retrieved passages as numbered text), ``citations`` ([{chunk_id, doc_id, page, page_end}]) and
 ``meta`` = {generator (backend, model, answer_mode, sampling), prompt (name, version, sha256), chunk_id, and for
-extractive rows unit (start offset, list) and round_trip (rank, similarity)}.
+extractive rows unit (start offset, list) and round_trip (rank, similarity), and for writer rows written
+(candidate number, margin, rival units)}.
 
 Example::
 
@@ -50,16 +64,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from curate.embed import embed
 from curate.llm import LLMConfig, load_llm
 from curate.llm.base import Generation, Sampling, first_json_object
 from curate.llm.prompts import load_prompt
+from curate.io import file_sha256
+from curate.llm.writer import QuestionWriter, Written, WriterError, adapter_path
+from curate.quality.text import content_stems
 from curate.rag.extractive import (answer_type_problem, copies, holds, pick_units, question_problem, round_trip,
                                    same_question)
 from curate.rag.index import ChunkIndex, resolve
@@ -80,13 +100,29 @@ class SamplingConfig(StageConfig):
     seed: int = 0
 
 
+class WriterConfig(StageConfig):
+    """The question writer (``curate.llm.writer``) and how ``synth_qa`` samples it."""
+
+    adapter: str | None = None  # an adapter.gguf or its folder; default: the one shipped with curate
+    candidates: int = Field(default=4, ge=1, le=16)  # per unit: the greedy question, then sampled ones
+    temperature: float = Field(default=0.8, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_tokens: int = Field(default=40, ge=8)
+    scored: int = Field(default=2, ge=1)  # likeliest usable candidates per unit given the answer-level round trip
+    rivals: int = Field(default=2, ge=1)  # other units of the chunk each is scored under (nearest to the question)
+    min_margin: float = 0.0  # own-unit minus best rival-unit mean log-probability per token
+    seed: int = 0
+    n_threads: int | None = None
+
+
 class SynthQAConfig(StageConfig):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     prompt: str = "synth_qa.v2"
     answer_mode: Literal["auto", "extractive", "abstractive"] = "auto"
     questions_per_chunk: int = Field(default=2, ge=1, le=10)
     units_per_chunk: int = Field(default=3, ge=1, le=20)
-    question_source: Literal["auto", "templates", "llm", "both"] = "auto"
+    question_source: Literal["auto", "writer", "templates", "llm", "both"] = "auto"
+    writer: WriterConfig = Field(default_factory=WriterConfig)
     min_unit_words: int = Field(default=MIN_WORDS, ge=1)
     max_unit_words: int = Field(default=MAX_WORDS, ge=8)
     round_trip_k: int = Field(default=3, ge=1, le=20)
@@ -101,6 +137,34 @@ class SynthQAConfig(StageConfig):
     index: str = "index"
     collection: str = "chunks"
     embedding_model: str | None = None
+
+    def modes(self) -> tuple[str, str]:
+        """(answer mode, question source) with ``auto`` resolved: a base model answers extractively with questions
+        from the writer; an instruction-tuned one answers abstractively (or asks for units where no template fits)."""
+        tuned = self.llm.is_instruction_tuned()
+        mode = self.answer_mode if self.answer_mode != "auto" else "abstractive" if tuned else "extractive"
+        return mode, self.question_source if self.question_source != "auto" else "both" if tuned else "writer"
+
+    def uses_writer(self) -> bool:
+        return self.modes() == ("extractive", "writer")
+
+    @model_validator(mode="after")
+    def _adapter(self) -> "SynthQAConfig":
+        adapter = self.writer.adapter
+        if self.uses_writer() and (adapter is None or Path(adapter).expanduser().is_absolute()):
+            try:
+                adapter_path(adapter)  # a relative path is checked once relative_to has placed it
+            except WriterError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def relative_to(self, base: Path) -> "SynthQAConfig":
+        adapter = self.writer.adapter
+        if not adapter or Path(adapter).expanduser().is_absolute():
+            return self
+        data = self.model_dump()
+        data["writer"]["adapter"] = str(base / adapter)
+        return type(self).model_validate(data)
 
 
 def questions_schema(n: int) -> dict:
@@ -177,16 +241,19 @@ class SynthQA(Stage):
     outputs = {"context": pa.string(), "citations": pa.list_(CITATION)}
 
     def fingerprint_extra(self) -> list:
-        return [load_prompt(self.config.prompt).sha256]  # an edited prompt file redoes the stage
+        extra = [load_prompt(self.config.prompt).sha256]  # an edited prompt file redoes the stage
+        if self.config.uses_writer():  # and so does another writer adapter
+            extra.append(file_sha256(adapter_path(self.config.writer.adapter)))
+        return extra
 
     def setup(self) -> None:
         c = self.config
-        tuned = c.llm.is_instruction_tuned()
-        self.mode = c.answer_mode if c.answer_mode != "auto" else "abstractive" if tuned else "extractive"
-        self.question_source = c.question_source if c.question_source != "auto" else "both" if tuned else "templates"
-        # template questions need no model: it is loaded only when it writes something
-        needs_llm = self.mode == "abstractive" or self.question_source != "templates"
+        self.mode, self.question_source = c.modes()
+        writes = self.mode == "extractive" and self.question_source == "writer"
+        # template and writer questions need no LLM backend: it is loaded only when it writes something
+        needs_llm = self.mode == "abstractive" or self.question_source in ("llm", "both")
         self.llm = load_llm(c.llm) if needs_llm else None
+        self.writer = QuestionWriter(c.writer.adapter, n_threads=c.writer.n_threads) if writes else None
         self.prompts = load_prompt(c.prompt)
         self.index = ChunkIndex(resolve(self.run_dir, c.index), c.collection, c.embedding_model, create=False)
 
@@ -218,7 +285,8 @@ class SynthQA(Stage):
         chunks = []
         for row in rows(batch):
             (chunks if row["kind"] == "chunk" else out).append(row)
-        out += self._extractive(chunks) if self.mode == "extractive" else self._abstractive(chunks)
+        out += (self._abstractive(chunks) if self.mode == "abstractive" else
+                self._written(chunks) if self.question_source == "writer" else self._extractive(chunks))
         return {k: [r.get(k) for r in out] for k in [*batch, *self.outputs, DROP, DROP_DETAIL]}
 
     def _abstractive(self, chunks: list[dict]) -> list[dict]:
@@ -271,13 +339,122 @@ class SynthQA(Stage):
                     out.append(self._unit_row(ch, j, unit, question if isinstance(question, str) else None, source,
                                               [], gen[1], reason, gen[1].text))
                     continue
+            elif reason := answer_type_problem(question, unit.text):
+                out.append(self._unit_row(ch, j, unit, question, source, [], None, reason, question))
+                continue
             if same_question(question, kept.setdefault(ch["id"], [])):
                 out.append(self._unit_row(ch, j, unit, question, source, [], gen and gen[1], "duplicate_question",
                                           question))
                 continue
             kept[ch["id"]].append(question)
-            candidates.append((ch, j, unit, source, question, gen and gen[1]))
+            candidates.append((ch, j, unit, source, question, gen and gen[1], None))
         return out + self._round_trips(candidates)
+
+    def _written(self, chunks: list[dict]) -> list[dict]:
+        """Questions from the question writer (see the module docstring); one generation call and one scoring call
+        for the whole batch. Seeds derive from each chunk's id and unit number."""
+        c, w = self.config, self.config.writer
+        out: list[dict] = []
+        plans = []  # (chunk, its units, the picked units' indexes)
+        for ch in chunks:
+            units, skipped = answerable_units(ch["text"], c.min_unit_words, c.max_unit_words)
+            for u in units:
+                if reason := unusable(u):
+                    skipped[reason] += 1
+            units = [u for u in units if not unusable(u)]
+            for reason, n in skipped.items():
+                self.counters[f"units_skipped_{reason}"] += n
+            if not units:
+                out.append({**ch, DROP: "no_answerable_unit", DROP_DETAIL: json.dumps(dict(skipped))})
+                continue
+            plans.append((ch, units, pick_units(units, c.units_per_chunk)))
+        spans = [(p, i) for p, (_, _, picked) in enumerate(plans) for i in picked]
+        self.counters["units"] += len(spans)
+        written = self.writer.write([plans[p][1][i].text for p, i in spans], w.candidates,
+                                    [chunk_seed(w.seed, plans[p][0]["id"], i) for p, i in spans],
+                                    w.temperature, w.top_p, w.max_tokens)
+        self.counters["tokens_generated"] += sum(len(x.ids) for cands in written for x in cands)
+        checked = {span: [self._check_written(x, plans[span[0]][1][span[1]], k) for k, x in enumerate(cands)]
+                   for span, cands in zip(spans, written)}
+        self._margins(plans, checked)
+        candidates = []
+        for p, (ch, units, picked) in enumerate(plans):
+            kept: list[str] = []
+            for i in picked:
+                cands = checked[(p, i)]
+                best = max((x for x in cands if x["margin"] is not None), key=lambda x: x["margin"], default=None)
+                detail = json.dumps({"candidates": [{**{k: v for k, v in x.items() if k != "written"},
+                                                     "margin": _rounded(x["margin"])} for x in cands]})
+                if best is None or best["margin"] <= w.min_margin:
+                    problems = [x["problem"] for x in cands if x["problem"]]
+                    reason = "not_singled_out" if best else max(sorted(set(problems)), key=problems.count)
+                    out.append(self._unit_row(ch, i, units[i], best and best["question"], "writer", [], None, reason,
+                                              detail))
+                    continue
+                if same_question(best["question"], kept):
+                    out.append(self._unit_row(ch, i, units[i], best["question"], "writer", [], None,
+                                              "duplicate_question", best["question"]))
+                    continue
+                kept.append(best["question"])
+                self.counters["questions_writer"] += 1
+                candidates.append((ch, i, units[i], "writer", best["question"], None,
+                                   {"candidate": best["candidate"], "margin": _rounded(best["margin"]),
+                                    "rivals": best["rivals"]}))
+        return out + self._round_trips(candidates)
+
+    @staticmethod
+    def _check_written(written: Written, unit: Unit, k: int) -> dict:
+        """Candidate ``k`` (0: the greedy one): its question and why it cannot be used (None when it can)."""
+        question = written.text
+        problem = ("not_a_question" if not written.stopped else
+                   question_problem(question, ()) or answer_type_problem(question, unit.text) or
+                   ("restates_unit" if restates(question, unit.text) else None))
+        return {"question": question, "problem": problem, "candidate": k, "written": written, "margin": None,
+                "rivals": None}
+
+    def _margins(self, plans: list, checked: dict[tuple[int, int], list[dict]]) -> None:
+        """The answer-level round trip. For the ``writer.scored`` likeliest usable candidates of each unit, the mean
+        token log-probability of the question given its own unit minus the best given one of its chunk's other
+        units (the ``writer.rivals`` nearest to the question by embedding); set as each candidate's ``margin``
+        (``problem`` ``not_scored`` for the others). A unit alone in its chunk has nothing to be confused with: its
+        candidates pass (margin ``inf``, recorded as null)."""
+        w = self.config.writer
+        texts: list[str] = []
+        first: dict[int, int] = {}  # plan -> index of its first unit in ``texts``
+        for p, (_, units, _) in enumerate(plans):
+            first[p] = len(texts)
+            texts += [u.text for u in units]
+        scored = []
+        for (p, i), cands in checked.items():
+            usable = sorted((x for x in cands if x["problem"] is None), key=lambda x: -x["written"].mean_logprob)
+            for x in usable[w.scored:]:
+                x["problem"] = "not_scored"
+            scored += [(p, i, x) for x in usable[:w.scored]]
+        if not scored:
+            return
+        q_vectors = embed([x["question"] for _, _, x in scored], self.index.embedder)
+        u_vectors = embed(texts, self.index.embedder)
+        items, where = [], []
+        for (p, i, x), qv in zip(scored, q_vectors):
+            n_units = len(plans[p][1])
+            if n_units == 1:
+                x["margin"], x["rivals"] = float("inf"), []
+                continue
+            others = sorted((j for j in range(n_units) if j != i),
+                            key=lambda j: -float(np.dot(qv, u_vectors[first[p] + j])))[:w.rivals]
+            x["rivals"] = others
+            for j in [i, *others]:
+                items.append((first[p] + j, x["written"]))
+                where.append((x, j == i))
+        own: dict[int, float] = {}
+        rival: dict[int, float] = {}
+        for (x, mine), value in zip(where, self.writer.loglik(texts, items)):
+            if mine:
+                own[id(x)] = value
+            else:
+                rival[id(x)] = max(rival.get(id(x), -np.inf), value)
+        for x, _ in where:
+            x["own"], x["margin"] = round(own[id(x)], 4), own[id(x)] - rival[id(x)]
 
     def _pick(self, chunk: dict) -> tuple[list[tuple[Unit, tuple[str, str | None]]], str | None, dict]:
         """The chunk's units to ask about, each with (template name, question) or ("llm", None); a drop reason for
@@ -316,28 +493,33 @@ class SynthQA(Stage):
         u_vectors = embed([cand[2].text for cand in candidates], self.index.embedder)
         hits = self.index.query_vectors(q_vectors, max(c.top_k, c.round_trip_k))
         out = []
-        for (ch, j, unit, source, question, gen), found, qv, uv in zip(candidates, hits, q_vectors, u_vectors):
+        for (ch, j, unit, source, question, gen, extra), found, qv, uv in zip(candidates, hits, q_vectors, u_vectors):
             trip = round_trip(unit, ch["id"], found[:c.round_trip_k], qv, uv)
             reason = ("round_trip_failed" if trip.rank is None else
                       "question_off_unit" if trip.similarity < c.min_question_similarity else None)
             detail = json.dumps({"question": question, **trip.to_dict(),
                                  "retrieved": [h.id for h in found[:c.round_trip_k]]}) if reason else None
             out.append(self._unit_row(ch, j, unit, question, source, found[:max(c.top_k, trip.rank or 0)], gen,
-                                      reason, detail, trip))
+                                      reason, detail, trip, extra))
         return out
 
     def _unit_row(self, chunk: dict, j: int, unit: Unit, question: str | None, source: str, retrieved: list,
-                  gen: Generation | None, reason: str | None, detail: str | None, trip=None) -> dict:
-        """A qa row whose answer is ``unit`` and whose question came from ``source`` (a template's name or "llm");
-        rejected with ``reason`` when one is given."""
+                  gen: Generation | None, reason: str | None, detail: str | None, trip=None,
+                  written: dict | None = None) -> dict:
+        """A qa row whose answer is ``unit`` and whose question came from ``source`` (a template's name, "llm" or
+        "writer"; ``written``: the writer's margin and candidate number); rejected with ``reason`` when one is
+        given."""
         generator = {"answer_mode": "extractive", "question_source": source}
         if source == "llm":
             generator.update(self.llm.describe(), question_sampling=self.config.unit_question_sampling.model_dump())
+        elif source == "writer":
+            generator.update(self.writer.describe(), question_sampling=self.config.writer.model_dump(
+                exclude={"adapter", "n_threads"}))
         meta = {"chunk_id": chunk["id"], "unit": {"start": unit.start, "list": unit.is_list}, "generator": generator,
                 "prompt": self.prompts.describe() if source == "llm" else None,
                 "finish_reason": gen.finish_reason if gen else None,
-                "round_trip": trip.to_dict() if trip else None, "template": None if source == "llm" else
-                f"synth_qa.{source}"}
+                "round_trip": trip.to_dict() if trip else None, "written": written,
+                "template": None if source in ("llm", "writer") else f"synth_qa.{source}"}
         row = make_qa(question=question or "", answer=unit.text, source=chunk["source"], license=chunk["license"],
                       origin=chunk["provenance"]["origin"], revision=chunk["provenance"]["revision"],
                       locator=f"chunk={chunk['id']}#u{j}", meta={k: v for k, v in meta.items() if v is not None})
@@ -371,6 +553,30 @@ class SynthQA(Stage):
         elif not row["citations"]:
             row[DROP], row[DROP_DETAIL] = "no_citation", json.dumps({"answer": answer})
         return row
+
+
+_ANNOUNCES = re.compile(r"\b(?:the following|as follows|listed below|below are)\b|:$", re.IGNORECASE)
+
+
+def unusable(unit: Unit) -> str | None:
+    """Why a unit cannot be an answer to the writer's question, or None: ``announces`` (a prose unit that only
+    announces what follows, "The following items are minimum safety equipment.": its items are not in it) or
+    ``asks`` (it is itself a question, as checklists are written)."""
+    if unit.text.rstrip("\"'”’)").endswith("?"):
+        return "asks"
+    return "announces" if not unit.is_list and _ANNOUNCES.search(unit.text.rstrip(".")) else None
+
+
+def restates(question: str, answer: str) -> bool:
+    """True when a question holds nearly all of a longer answer's content words: it restates the answer instead of
+    asking for it."""
+    mine, theirs = content_stems(question), content_stems(answer)
+    return len(theirs) >= 6 and len(theirs & mine) >= 0.85 * len(theirs)
+
+
+def _rounded(margin: float | None) -> float | None:
+    """A margin as rows record it: rounded, and null where there was nothing to compare with (or no score)."""
+    return None if margin is None or np.isinf(margin) else round(margin, 4)
 
 
 def numbered(hits: list) -> str:

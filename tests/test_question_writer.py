@@ -1,0 +1,155 @@
+"""The question writer: its training data (group split, decontamination), the PEFT -> llama.cpp adapter conversion,
+batched decoding on llama.cpp, the shipped adapter on real FM 4-25.11 text, and bad adapters."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curate.llm.writer import ADAPTER_DIR, QuestionWriter, WriterError, adapter_path, continuation, prompt
+from curate.rag.extractive import answer_type_problem, question_problem
+from curate.rag.synth import restates
+from curate.train.writer import (GGUF_NAMES, load_writer_recipe, select_pairs, tokenized, write_gguf_adapter)
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "finetune" / "question-writer.yaml"
+TOURNIQUET = ("A tourniquet is a constricting band placed around an arm or leg to control bleeding.")
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def test_training_pairs_hold_out_whole_question_groups_and_skip_evaluation_text(realdata):
+    recipe = load_writer_recipe(RECIPE)
+    pairs = select_pairs(recipe)
+    c = pairs.counts
+    assert c["pairs"] == 5550 and c["train"] + c["held_out"] + sum(c["contaminated"].values()) == c["pairs"]
+    assert 0.05 < c["held_out"] / c["pairs"] < 0.15 and c["contaminated"].get("firstaidqa-eval-40", 0) >= 1
+    train_questions = {p["question"].lower() for p in pairs.train}
+    assert not train_questions & {p["question"].lower() for p in pairs.held_out}  # exact repeats share a group
+    bank = json.loads((realdata / "qa" / "firstaidqa" / "eval_questions_40.json").read_text())["questions"]
+    eight = {" ".join(w[i:i + 8]) for q in bank for w in [words(q["question"] + " " + q["reference"])]
+             for i in range(len(w) - 7)}
+    for p in pairs.train:
+        w = words(p["question"] + " " + p["answer"])
+        assert not any(" ".join(w[i:i + 8]) in eight for i in range(len(w) - 7)), p["id"]
+    assert pairs.sources[0]["license"] == "cc-by-4.0" and len(pairs.sources[0]["sha256"]) == 64
+
+
+def test_a_source_file_that_differs_from_its_pin_is_refused(realdata):
+    from curate.train.recipe import RecipeError
+
+    recipe = load_writer_recipe(RECIPE)
+    other = recipe.sources[0].model_copy(update={"path": str(realdata / "qa/firstaidqa/eval_questions_40.json")})
+    with pytest.raises(RecipeError, match="sha256"):
+        select_pairs(recipe.model_copy(update={"sources": [other]}))
+
+
+def test_loss_covers_the_question_and_its_newline_only():
+    import torch
+
+    from curate.llm.hf import load_gguf_dequantized
+    from curate.llm.llamacpp import embedded_gguf
+
+    _, tokenizer = load_gguf_dequantized(embedded_gguf(), torch.float32)
+    data = tokenized([{"question": "How is a tourniquet applied?", "answer": TOURNIQUET}], tokenizer, 192)
+    ids, labels = data[0]["input_ids"], data[0]["labels"]
+    asked = [t for t, lab in zip(ids, labels) if lab != -100]
+    assert tokenizer.decode(asked) == " How is a tourniquet applied?\n"
+    assert tokenizer.decode([t for t, lab in zip(ids, labels) if lab == -100], skip_special_tokens=True) == \
+        prompt(TOURNIQUET)
+    assert len(tokenized([{"question": "Why?", "answer": "word " * 400}], tokenizer, 192)) == 0
+
+
+def test_peft_lora_becomes_llama_cpp_tensors_with_the_same_values(tmp_path):
+    import gguf
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+    model = get_peft_model(Gemma3ForCausalLM(config), LoraConfig(r=4, lora_alpha=8, target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p)  # PEFT starts B at zero: give it values to compare
+    assert write_gguf_adapter(model, tmp_path / "a.gguf", 8) == 2 * 7 * 2
+    reader = gguf.GGUFReader(tmp_path / "a.gguf")
+    tensors = {t.name: np.array(t.data) for t in reader.tensors}
+    state = model.state_dict()
+    for layer in range(2):
+        for hf, cpp in GGUF_NAMES.items():
+            a = state[f"base_model.model.model.layers.{layer}.{hf}.lora_A.default.weight"].numpy()
+            b = state[f"base_model.model.model.layers.{layer}.{hf}.lora_B.default.weight"].numpy()
+            np.testing.assert_allclose(tensors[f"blk.{layer}.{cpp}.weight.lora_a"], a, atol=1e-3, rtol=1e-3)
+            np.testing.assert_allclose(tensors[f"blk.{layer}.{cpp}.weight.lora_b"], b, atol=1e-3, rtol=1e-3)
+    field = reader.fields["adapter.lora.alpha"]
+    assert float(field.parts[field.data[0]][0]) == 8.0
+    assert adapter_path(tmp_path / "a.gguf") == tmp_path / "a.gguf"
+
+
+def test_missing_or_corrupt_adapter_names_the_file_and_the_rebuild(tmp_path):
+    with pytest.raises(WriterError, match=r"nothing\.gguf not found.*make writer"):
+        adapter_path(tmp_path / "nothing.gguf")
+    (tmp_path / "adapter.gguf").write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(WriterError, match=r"adapter\.gguf is not a readable llama\.cpp LoRA adapter.*make writer"):
+        adapter_path(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def writer():
+    w = QuestionWriter()
+    yield w
+    w.close()
+
+
+@pytest.mark.slow
+def test_batched_scores_match_the_one_sequence_path(writer):
+    from curate.evaluate.loglik import token_logprobs
+
+    question = continuation("What is a tourniquet?")
+    batched = writer.seqs.score([prompt(TOURNIQUET), prompt("Keep the casualty warm.")],
+                                [(0, question), (1, question)])
+    single = token_logprobs(writer.llm, prompt(TOURNIQUET), {"q": question})["q"]
+    assert len(batched[0]) == len(single)
+    assert np.abs(np.array(batched[0]) - np.array(single)).mean() < 0.1  # batch numerics, not another position
+    assert sum(batched[0]) > sum(batched[1]) + 5  # the question fits its own span far better
+
+
+@pytest.mark.slow
+def test_sampling_is_reproducible_and_greedy_scores_as_generated(writer):
+    spans = [TOURNIQUET, "Loosen tight clothing around the neck, chest and waist so that the casualty can breathe."]
+    first = writer.write(spans, 3, [11, 12])
+    assert writer.write(spans, 3, [11, 12]) == first
+    greedy = first[0][0]
+    assert greedy.stopped and greedy.text.endswith("?")
+    rescored = writer.loglik(spans, [(0, greedy)])[0]
+    assert abs(rescored - greedy.mean_logprob) < 0.1
+
+
+@pytest.mark.slow
+def test_the_shipped_adapter_asks_a_real_fm_unit_a_question_that_passes_every_check(writer, realdata):
+    from curate.ingest import read_source
+    from curate.ingest.base import SourceSpec
+    from curate.rag.units import answerable_units
+
+    assert writer.adapter == ADAPTER_DIR / "adapter.gguf" and writer.info["held_out_metrics"]["writer"]["rouge_l"]
+    spec = SourceSpec(name="fm", kind="pdf", path=realdata / "pdf" / "us_army_FM4-25.11_first_aid.pdf",
+                      license="public-domain")
+    page = next(r for r in read_source(spec) if isinstance(r, dict) and r["page"] == 47)
+    units = [u.text for u in answerable_units(page["text"])[0]]
+    unit = next(u for u in units if u.startswith("A tourniquet is a constricting band"))
+    good = [w.text for w in writer.write([unit], 4, [0])[0]
+            if w.stopped and not question_problem(w.text, ()) and not answer_type_problem(w.text, unit)
+            and not restates(w.text, unit)]
+    assert good and any("tourniquet" in q.lower() for q in good), good
+    own, *others = writer.loglik([unit, *[u for u in units if u != unit]],
+                                 [(k, good[0]) for k in range(len(units))])
+    assert own > max(others), (good[0], own, others)
