@@ -75,10 +75,14 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def write_parquet(path: Path, batch: dict[str, list], schema: pa.Schema) -> int:
-    """Write ``batch`` (columns in ``schema`` order) as one parquet file; returns the row count."""
+    """Write ``batch`` (columns in ``schema`` order) as one parquet file; returns the row count. An empty batch is
+    written with no row group (its schema only): ``datasets`` refuses a row group of 0 rows."""
     table = pa.Table.from_pydict({f.name: batch[f.name] for f in schema}, schema=schema)
     tmp = _tmp(path)
-    pq.write_table(table, tmp)
+    if table.num_rows:
+        pq.write_table(table, tmp)
+    else:
+        pq.ParquetWriter(tmp, schema).close()
     os.replace(tmp, path)
     return table.num_rows
 
