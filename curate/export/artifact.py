@@ -2,16 +2,21 @@
 
 Consumes a run folder (its last complete stage: report.json's ``final_dir``, else the highest ``NN-*`` folder with a
 ``_stage.json``) or a stage folder of ``part-*.parquet`` shards; from the run it also reads ``01-ingest/_stage.json``
-(each source's kind, licence and attribution), every stage's ``_stage.json`` and ``report.json``. Produces OUT/:
+(each source's kind, licence and attribution), every stage's ``_stage.json`` and the pipeline's name (from
+RUN_DIR/pipeline.yaml). Produces OUT/:
 
     README.md                              the dataset card (``curate.export.card``)
     data/<split>-NNNNN-of-NNNNN.parquet    each split's records in the chosen format (``curate.export.formats``)
                                            plus ``id``, ``source`` and ``license`` columns
-    report.json                            what the export did: rows per split, skips, groups, licence, the run report
-    pipeline.yaml                          the pipeline file, when given or found as RUN_DIR/pipeline.yaml
+    report.json                            what the export did: rows per split, skips, groups, licence, and what each
+                                           step before it kept and dropped (from the stages' ``_stage.json``)
+    pipeline.yaml                          the pipeline file, when given or found as RUN_DIR/pipeline.yaml, with
+                                           local paths replaced (``curate.portable``)
     arrow/                                 the ``DatasetDict.save_to_disk`` form, when asked
 
-Splits come from ``curate.export.splits`` (seeded, group-aware). The folder is built beside OUT and moved into place
+Nothing in OUT names a local path. Of the run's own report.json only ``final_dir`` is read: the report is written at
+the end of a run, so while a run exports it is missing or a previous run's. Splits come from
+``curate.export.splits`` (seeded, group-aware). The folder is built beside OUT and moved into place
 at the end, so a failed export leaves no half-written artifact. The whole export is held in memory while it is built.
 """
 
@@ -20,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +32,7 @@ from pathlib import Path
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from curate import __version__
 from curate.export import licenses
@@ -36,6 +41,7 @@ from curate.export.formats import CONTEXT_MODES, FORMATS, REASONING_MODES, NotSF
 from curate.export.splits import DEFAULT_FRACTIONS, assign_splits, check_fractions, group_keys, group_stats
 from curate.export.summary import summarise
 from curate.io import building, parquet_files, read_json, write_json
+from curate.portable import portable_pipeline
 
 PROVENANCE = ("id", "source", "license")
 _STAGE_DIR = re.compile(r"^\d{2}-")
@@ -70,7 +76,7 @@ class RunInput:
 
     rows_dir: Path
     run_dir: Path | None
-    report: dict | None
+    name: str | None
     sources: list[dict]
     stages: list[dict]
     pipeline: Path | None
@@ -92,8 +98,9 @@ def _stage_dirs(run_dir: Path) -> list[Path]:
                   (d / "_stage.json").exists())
 
 
-def _final_dir(run_dir: Path, report: dict | None, stages: list[Path]) -> Path:
-    named = Path(report["final_dir"]).name if report and report.get("final_dir") else None
+def _final_dir(run_dir: Path, stages: list[Path]) -> Path:
+    report = read_json(run_dir / "report.json") if (run_dir / "report.json").exists() else {}
+    named = Path(report["final_dir"]).name if report.get("final_dir") else None
     for d in stages:
         if d.name == named:
             return d
@@ -119,16 +126,23 @@ def resolve_input(path: str | Path, pipeline: Path | None = None) -> RunInput:
     else:
         raise ExportError(f"{path} is neither a run folder (report.json, NN-stage/ folders) nor a stage folder "
                           "(part-*.parquet)")
-    report = read_json(run_dir / "report.json") if run_dir and (run_dir / "report.json").exists() else None
     stages = _stage_dirs(run_dir) if run_dir else [rows_dir]
     if rows_dir is None:
-        rows_dir = _final_dir(run_dir, report, stages)
+        rows_dir = _final_dir(run_dir, stages)
     stages = stages[: stages.index(rows_dir) + 1] if rows_dir in stages else [rows_dir]
     metas = [{"dirname": d.name, **read_json(d / "_stage.json")} for d in stages]
     sources = next((m["sources"] for m in metas if "sources" in m), [])
     found = run_dir / "pipeline.yaml" if run_dir else None
-    return RunInput(rows_dir, run_dir, report, sources, metas,
-                    pipeline or (found if found and found.exists() else None))
+    pipeline = pipeline or (found if found and found.exists() else None)
+    return RunInput(rows_dir, run_dir, _pipeline_name(pipeline), sources, metas, pipeline)
+
+
+def _pipeline_name(path: Path | None) -> str | None:
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, yaml.YAMLError):
+        return None
+    return spec.get("name") if isinstance(spec, dict) and isinstance(spec.get("name"), str) else None
 
 
 def _read_rows(folder: Path) -> list[dict]:
@@ -297,16 +311,16 @@ def _build(folder: Path, run: RunInput, kept: _Kept, by_split: dict[str, list[in
            multimodal: bool, options: ExportOptions) -> ExportResult:
     splits = _write_splits(folder, kept, by_split, features, multimodal, options)
     if run.pipeline is not None:
-        shutil.copyfile(run.pipeline, folder / "pipeline.yaml")
+        (folder / "pipeline.yaml").write_text(portable_pipeline(run.pipeline), encoding="utf-8")
     groups = group_stats(kept.keys)
     warnings = [f"split '{s}' is empty: its share ({options.fractions[s]:g}) is smaller than the groups that must "
                 f"stay whole (the largest has {groups['largest_group']:,} rows)"
                 for s in options.fractions if s not in by_split]
     ctx = CardContext(
-        name=options.name or (run.report or {}).get("pipeline") or run.rows_dir.name, format=options.format,
+        name=options.name or run.name or run.rows_dir.name, format=options.format,
         reasoning=options.reasoning, context=options.context, features=features, splits=splits, kinds=dict(kept.kinds),
         sources=_source_rows(run, kept), license=licenses.decide(_license_inputs(kept)), stages=run.stages,
-        run_report=run.report, skipped=dict(kept.skipped),
+        skipped=dict(kept.skipped),
         generation={k: dict(v.most_common()) for k, v in kept.generation.items()}, groups=groups,
         fractions=options.fractions, seed=options.seed, warnings=warnings, language=options.language,
         pipeline_file="pipeline.yaml" if run.pipeline is not None else None)
@@ -318,11 +332,9 @@ def _build(folder: Path, run: RunInput, kept: _Kept, by_split: dict[str, list[in
 
 
 def _report(run: RunInput, ctx: CardContext) -> dict:
-    """report.json of the artifact: the export's numbers and the run's report, without local paths."""
-    run_report = dict(run.report or {})
-    for key in ("run_dir", "final_dir"):
-        if key in run_report:
-            run_report[key] = Path(run_report[key]).name
+    """report.json of the artifact: the export's numbers and what each step before it did, without local paths."""
+    steps = [{"step": s["dirname"], "stage": s.get("stage", "ingest"),
+              **{k: s["stats"][k] for k in ("rows_in", "rows_out", "dropped")}} for s in run.stages]
     return {
         "curate_version": __version__, "input": run.rows_dir.name, "format": ctx.format, "reasoning": ctx.reasoning,
         "context": ctx.context,
@@ -332,5 +344,7 @@ def _report(run: RunInput, ctx: CardContext) -> dict:
         "license": {"card": ctx.license.license, "name": ctx.license.license_name,
                     "per_source": ctx.license.per_source, "warnings": ctx.license.warnings},
         "warnings": ctx.warnings,
-        "generation": ctx.generation, "run": run_report or None,
+        "generation": ctx.generation,
+        "run": {"pipeline": ctx.name, "final_dir": run.rows_dir.name, "rows_out": steps[-1]["rows_out"] if steps
+                else None, "steps": steps},
     }

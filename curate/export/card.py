@@ -1,9 +1,9 @@
 """The dataset card (``README.md``) of an export: Hub YAML metadata, then what the data is and how it was made.
 
 Consumes a ``CardContext`` that the exporter fills from the written splits, the run's ``_stage.json`` files and
-``report.json``; produces the card's text. The YAML header carries the licence (``curate.export.licenses``), language,
-task categories, size category, tags, ``dataset_info`` (features, split sizes) and the ``configs`` block that maps each
-split to its ``data/<split>-*`` shards, so ``datasets.load_dataset(folder_or_repo)`` finds the splits. The body holds a
+the pipeline's name; produces the card's text. The YAML header carries the licence (``curate.export.licenses``),
+language, task categories, size category, tags, ``dataset_info`` (features, split sizes) and the ``configs`` block
+that maps each split to its ``data/<split>-*`` shards, so ``datasets.load_dataset(folder_or_repo)`` finds the splits. The body holds a
 summary, a sources table, the stages with their parameters, the export's format, reasoning and context mode
 (closed-book or RAG-style, also a tag), filter statistics, a sample row per split and kind (images summarised),
 limitations and a medical disclaimer; non-commercial and share-alike conditions stand right under the title. The
@@ -22,6 +22,7 @@ from huggingface_hub import DatasetCardData
 
 from curate import __version__
 from curate.export.licenses import LicenseDecision, normalise, notices
+from curate.portable import portable
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
@@ -70,8 +71,7 @@ class CardContext:
     kinds: dict[str, int]
     sources: list[SourceRow]
     license: LicenseDecision
-    stages: list[dict]
-    run_report: dict | None
+    stages: list[dict]  # each step's _stage.json (with its ``dirname``), ingest first
     skipped: dict[str, int]
     generation: dict[str, dict[str, int]]
     groups: dict
@@ -187,7 +187,7 @@ def _how_made(ctx: CardContext) -> str:
 def _params(stage: dict) -> str:
     if "sources" in stage:
         return ", ".join(s["name"] + (f" (limit {s['limit']})" if s.get("limit") else "") for s in stage["sources"])
-    return "`" + json.dumps(stage.get("config", {}), ensure_ascii=False, sort_keys=True) + "`"
+    return "`" + json.dumps(portable(stage.get("config", {})), ensure_ascii=False, sort_keys=True) + "`"
 
 
 def _reasons(dropped: dict) -> str:
@@ -195,8 +195,8 @@ def _reasons(dropped: dict) -> str:
 
 
 def _filters(ctx: CardContext) -> str:
-    rows = [[s["stage"], reason, f"{n:,}"] for s in (ctx.run_report or {}).get("stages", [])
-            for reason, n in sorted(s["dropped"].items(), key=lambda kv: -kv[1])]
+    rows = [[s.get("stage", "ingest"), reason, f"{n:,}"] for s in ctx.stages
+            for reason, n in sorted(s["stats"]["dropped"].items(), key=lambda kv: -kv[1])]
     rows += [["export", f"skipped: {reason}", f"{n:,}"] for reason, n in sorted(ctx.skipped.items())]
     body = _table(["step", "reason", "rows"], rows) if rows else "No rows were dropped."
     return "## Filter statistics\n\nRows removed on the way, by step and reason:\n\n" + body

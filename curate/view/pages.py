@@ -58,7 +58,7 @@ def steps_table(steps: list[StepView], link: bool = True) -> Html:
 def run_page(run: RunFolder, static: bool = False) -> Html:
     steps = run.row_steps() + run.delivery_steps()
     partial = [s.dirname for s in steps if s.status == "partial"]
-    notes = [el("p", f"{run.path}", class_="path")]
+    notes = [el("p", run.name() if static else f"{run.path}", class_="path")]
     if partial:
         notes.append(el("p", f"in progress or stopped mid-step: {', '.join(partial)} (finished batches shown)",
                         class_="warn"))
