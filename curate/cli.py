@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from curate import __version__
@@ -28,7 +29,7 @@ errors = Console(stderr=True, soft_wrap=True)
 
 def fail(label: str, exc: Exception, code: int) -> int:
     """Print ``label`` and the error (never its traceback) to stderr; return the exit code."""
-    errors.print(f"[red]{label}[/red] {exc}", highlight=False)
+    errors.print(f"[red]{label}[/red] {escape(str(exc))}", highlight=False)
     return code
 
 
@@ -63,21 +64,22 @@ def cmd_run(args) -> int:
     if args.dry_run:
         console.print(plan_table(plan, executor))
         return OK
-    from curate.export.artifact import NothingToExport
-    from curate.export.hub import PushError
-    from curate.train.run import FinetuneError
+    from curate.export.artifact import ExportError, NothingToExport
+    from curate.export.hub import PushError, PushFailed
+    from curate.train.run import FinetuneError, NothingToTrain
 
     try:
         with Progress(enabled=not args.no_progress, console=errors) as progress:
             report = run_plan(plan, force_step=args.force, progress=progress, push=not args.no_push,
                               executor=executor)
-    except NothingToExport as exc:
-        return fail("nothing to export:", exc, NOTHING_USABLE)
-    except ValueError as exc:
-        return fail("error:", exc, INVALID)
-    except (StepFailed, PushError, FinetuneError) as exc:
-        errors.print(f"[red]failed:[/red] {exc}. Completed steps are kept; rerun to resume.", highlight=False)
+    except (NothingToExport, NothingToTrain) as exc:
+        return fail("nothing usable:", exc, NOTHING_USABLE)
+    except (StepFailed, PushFailed) as exc:
+        errors.print(f"[red]failed:[/red] {escape(str(exc).rstrip('.'))}. Completed steps are kept; rerun to "
+                     "resume.", highlight=False)
         return FAILED
+    except (ExportError, PushError, FinetuneError, ValueError) as exc:  # the input, not the machine
+        return fail("error:", exc, INVALID)
     print_report(report.to_json(), console)
     return OK if report.rows_out else NOTHING_USABLE
 

@@ -140,7 +140,11 @@ def run_step(step: Step, ctx: Context) -> tuple[StepStats, dict]:
     if not cached:
         marker.unlink(missing_ok=True)
         started = time.perf_counter()
-        record = {"fingerprint": fp, **step.build(ctx, fp)}
+        try:
+            record = {"fingerprint": fp, **step.build(ctx, fp)}
+        except (OSError, RuntimeError) as exc:  # the machine, a library or a model broke, not the input
+            message = " ".join(str(exc).split()).rstrip(".")
+            raise StepFailed(f"step '{step.name}' failed: {type(exc).__name__}: {message}") from exc
         record["stats"]["wall_seconds"] = time.perf_counter() - started
         marker.parent.mkdir(parents=True, exist_ok=True)
         write_json(marker, record)

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from curate.cli import main
+from curate.deliver.specs import FinetuneSpec, load_recipe_for
 from curate.demo import prepare
 from curate.export.artifact import ExportOptions, export
 from curate.export.hub import PushError, PushFailed, PushRefused
@@ -205,6 +206,15 @@ def test_recipe_problems_are_all_listed(tmp_path):
     assert "not both" in validate_recipe(bad)[0]
     bad.write_text(yaml.safe_dump({"name": "x", "lora": {"layers": ["language", "vision"]}}))
     assert "set modality: vision" in validate_recipe(bad)[0]
+
+
+@pytest.mark.parametrize("name", ["gemma3n-e4b-text-lora", "gemma3n-e2b-vision-lora", "gemma3-270m-cpu-lora"])
+def test_a_pipelines_max_steps_replaces_the_recipes_stopping_rule(name, tmp_path):
+    recipe = load_recipe_for(FinetuneSpec(recipe=str(RECIPES / f"{name}.yaml"), max_steps=7), tmp_path)
+    assert (recipe.train.max_steps, recipe.train.epochs) == (7, None)
+    saved = tmp_path / "recipe.yaml"  # what the fine-tune writes beside the adapter
+    saved.write_text(yaml.safe_dump(recipe.model_dump(mode="json")))
+    assert validate_recipe(saved) == [] and load_recipe(saved) == recipe
 
 
 def test_fp16_is_refused_for_a_local_gemma3n_folder(tmp_path, tiny_gemma3n):

@@ -7,7 +7,7 @@
       push: {repo: ORG/NAME, private: true}   # skipped with --no-push; allow_license: [NAME] passes the gate
     finetune:                     # -> RUN_DIR/finetune (curate.train): LoRA adapter, loss history
       recipe: ../finetune/gemma3-270m-cpu-lora.yaml
-      max_steps: 30               # overrides the recipe's train.max_steps
+      max_steps: 30               # replaces the recipe's train.max_steps (and train.epochs)
       compare:                    # -> RUN_DIR/compare.json: base vs tuned answers (greedy, same settings)
         questions: ["How long should a burn be cooled?"]
         max_tokens: 96
@@ -37,10 +37,14 @@ class PushSpec(BaseModel):
                                                                         "allow publishing (curate.export.hub)")
 
 
+ExportFormat = Literal["messages", "medrescue", "alpaca", "sharegpt"]  # curate.export.formats.FORMATS
+Reasoning = Literal["drop", "think_tags", "field"]  # curate.export.formats.REASONING_MODES
+
+
 class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    format: str = "messages"
-    reasoning: str = "drop"
+    format: ExportFormat = "messages"
+    reasoning: Reasoning = "drop"
     context: Literal["omit", "include"] = "omit"
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05})
     seed: int = 0
@@ -74,14 +78,18 @@ class FinetuneSpec(BaseModel):
 
 
 def load_recipe_for(spec: FinetuneSpec, base: Path):
-    """The spec's recipe with its overrides applied (RecipeError lists problems)."""
-    from curate.train.recipe import load_recipe
+    """The spec's recipe with its overrides applied and validated again (RecipeError lists problems):
+    ``max_steps`` replaces the recipe's stopping rule, its ``epochs`` included."""
+    from curate.train.recipe import load_recipe, parse_recipe
 
     path = Path(spec.recipe)
-    recipe = load_recipe(path if path.is_absolute() else base / path)
-    if spec.max_steps:
-        recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": spec.max_steps})})
-    return recipe
+    path = path if path.is_absolute() else base / path
+    recipe = load_recipe(path)
+    if not spec.max_steps:
+        return recipe
+    raw = recipe.model_dump(mode="json")
+    raw["train"].update(max_steps=spec.max_steps, epochs=None)
+    return parse_recipe(raw, f"{path} with finetune.max_steps {spec.max_steps}")
 
 
 def local_path(value: str | None, base: Path) -> str | None:

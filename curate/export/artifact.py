@@ -40,7 +40,7 @@ from curate.export.card import CardContext, SourceRow, SplitData, render_card
 from curate.export.formats import CONTEXT_MODES, FORMATS, REASONING_MODES, NotSFT
 from curate.export.splits import DEFAULT_FRACTIONS, assign_splits, check_fractions, group_keys, group_stats
 from curate.export.summary import summarise
-from curate.io import building, parquet_files, read_json, write_json
+from curate.io import building, count_rows, parquet_files, read_json, write_json
 from curate.portable import portable_pipeline
 
 PROVENANCE = ("id", "source", "license")
@@ -116,6 +116,9 @@ def resolve_input(path: str | Path, pipeline: Path | None = None) -> RunInput:
     if not path.is_dir():
         raise ExportError(f"{path} is not a folder: give a run folder (with report.json) or a stage folder "
                           "(with part-*.parquet)")
+    if (path / "_stage.json").exists() and not count_rows(path):
+        raise NothingToExport(f"{path} holds no rows: every row was dropped by this step or one before it (each "
+                              "step's rejects.jsonl says why); fix the sources or loosen the step that dropped them")
     if parquet_files(path):
         if not (path / "_stage.json").exists():
             raise ExportError(f"{path} has no _stage.json: that stage did not finish; rerun `curate run` to complete "
