@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,22 @@ def test_deidentify_shifts_dates_consistently_and_keeps_demographics_on_request(
     assert clean.StudyTime == "" and clean.LongitudinalTemporalInformationModified == "MODIFIED"  # Type 2: Z
     kept = deidentify(ct_small, "k", keep_demographics=True)
     assert kept.PatientSex == "O" and kept.PatientAge == "000Y"
+
+
+@pytest.mark.parametrize("shift_dates", [True, False])
+@pytest.mark.parametrize("keep_demographics", [True, False])
+def test_the_deidentification_header_is_conformant(ct_small, tmp_path, shift_dates, keep_demographics):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydicom warns on a value longer than its VR allows
+        clean = deidentify(ct_small, "test-key", shift_dates=shift_dates, keep_demographics=keep_demographics)
+        clean.save_as(tmp_path / "clean.dcm")
+        again = pydicom.dcmread(tmp_path / "clean.dcm")
+        method = again.DeidentificationMethod
+    assert 0 < len(method) <= 64 and method.startswith("PS3.15 Basic Profile")
+    codes = {(c.CodeValue, c.CodingSchemeDesignator) for c in again.DeidentificationMethodCodeSequence}
+    expected = {"113100"} | ({"113107"} if shift_dates else set()) | ({"113108"} if keep_demographics else set())
+    assert codes == {(code, "DCM") for code in expected}
+    assert ("Modified Dates" in method, "Patient Characteristics" in method) == (shift_dates, keep_demographics)
 
 
 def test_uids_are_replaced_consistently_under_a_key(ct_small):

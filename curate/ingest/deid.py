@@ -48,7 +48,7 @@ from pydicom.uid import UID
 
 from curate.ingest.deid_table import ROWS
 
-METHOD = "PS3.15 Basic Profile (curate)"
+METHOD = "PS3.15 Basic Profile"
 PROFILE = {row[0]: row[1:] for row in ROWS}  # tag -> (keyword, basic, patient characteristics, modified dates)
 EXTRA_REMOVE = frozenset({0x00080051, 0x00100033, 0x00100034, 0x00100035})  # IssuerOfAccessionNumberSequence,
 # PatientBirthDateInAlternativeCalendar, PatientDeathDateInAlternativeCalendar, PatientAlternativeCalendar
@@ -57,6 +57,7 @@ COMPOUND = {"Z/D": "Z", "X/Z": "X", "X/D": "X", "X/Z/D": "X", "X/Z/U*": "U"}
 CODES = {"profile": ("113100", "Basic Application Confidentiality Profile"),
          "shift_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
          "keep_demographics": ("113108", "Retain Patient Characteristics Option")}
+SHORT = {"shift_dates": "Modified Dates", "keep_demographics": "Patient Characteristics"}
 _TEXT = "DEIDENTIFIED"
 DUMMIES = {"AE": _TEXT, "AS": "000Y", "CS": _TEXT, "DA": "19000101", "DT": "19000101000000", "TM": "000000",
            "DS": "0", "IS": "0", "LO": _TEXT, "LT": _TEXT, "SH": _TEXT, "ST": _TEXT, "UC": _TEXT, "UT": _TEXT,
@@ -89,8 +90,9 @@ def date_shift_days(ds: Dataset, key: str) -> int:
 
 
 def describe(*, keep_demographics: bool = False, shift_dates: bool = True) -> str:
-    """The DeidentificationMethod text: ``METHOD`` and the options applied."""
-    options = [CODES[name][1] for name, on in (("shift_dates", shift_dates), ("keep_demographics", keep_demographics))
+    """The DeidentificationMethod text (VR LO: at most 64 characters): ``METHOD`` and the options' short names; the
+    code sequence carries their full PS3.16 meanings."""
+    options = [SHORT[name] for name, on in (("shift_dates", shift_dates), ("keep_demographics", keep_demographics))
                if on]
     return "; ".join([METHOD, *options])
 
