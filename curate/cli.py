@@ -389,7 +389,7 @@ def cmd_writer(args) -> int:
 def cmd_finetune(args) -> int:
     from rich.markup import escape
 
-    from curate.export.hub import PushError
+    from curate.export.hub import PushError, PushRefused
     from curate.train import FinetuneError, NothingToTrain, finetune, plan_finetune
 
     try:
@@ -400,11 +400,11 @@ def cmd_finetune(args) -> int:
                 errors.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
             return OK
         result = finetune(args.recipe, args.data, args.output, overwrite=args.overwrite, push=args.push,
-                          private=not args.public)
+                          private=not args.public, allow_licenses=args.allow_license)
     except NothingToTrain as exc:
         errors.print(f"[red]nothing to train:[/red] {escape(str(exc))}", highlight=False)
         return NOTHING_USABLE
-    except FinetuneError as exc:
+    except (FinetuneError, PushRefused) as exc:
         errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         return INVALID
     except PushError as exc:
@@ -670,6 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
     visibility.add_argument("--private", action="store_true", help="a private model repo (the default)")
     visibility.add_argument("--public", action="store_true", help="a public model repo; an existing repo of the "
                                                                   "other visibility is refused")
+    p.add_argument("--allow-license", action="append", default=[], metavar="NAME",
+                   help="push a model trained on rows under this licence although it does not allow publishing: "
+                        "only if you hold the rights; repeatable")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("chat", help="answer a question with a base model, or with a fine-tuned adapter")

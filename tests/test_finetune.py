@@ -332,11 +332,18 @@ def test_explicit_unsloth_without_cuda_names_the_install_line(firstaid_export, t
         unsloth_train(load_recipe(recipe), load_training_data(firstaid_export))
 
 
-def test_model_push_scrubs_the_token(tmp_path, monkeypatch):
-    token = "hf_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3"
+def adapter_folder(tmp_path: Path, licences: dict | None = None) -> Path:
+    """A fine-tuning output as far as a push reads it: an adapter config and data.json with the rows' licences."""
     folder = tmp_path / "adapter"
     folder.mkdir()
     (folder / "adapter_config.json").write_text("{}")
+    write_json(folder / "data.json", {"licenses": licences or {"firstaidqa": ["cc-by-4.0"]}})
+    return folder
+
+
+def test_model_push_scrubs_the_token(tmp_path, monkeypatch):
+    token = "hf_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3"
+    folder = adapter_folder(tmp_path)
 
     def refuse(self, repo_id, **kwargs):
         raise RuntimeError(f"401 for {repo_id} with Authorization: Bearer {token}")
@@ -351,15 +358,42 @@ def test_model_push_scrubs_the_token(tmp_path, monkeypatch):
 
 
 def test_model_push_is_private_and_refuses_a_public_repo(tmp_path, monkeypatch):
-    folder = tmp_path / "adapter"
-    folder.mkdir()
-    (folder / "adapter_config.json").write_text("{}")
+    folder = adapter_folder(tmp_path)
     created = []
     monkeypatch.setattr("huggingface_hub.HfApi.repo_info", lambda self, repo_id, **kw: SimpleNamespace(private=False))
     monkeypatch.setattr("huggingface_hub.HfApi.create_repo", lambda self, repo_id, **kw: created.append(kw))
     with pytest.raises(PushRefused, match="model me/adapter exists and is public, but a private push"):
         push_model(folder, "me/adapter", token="hf_" + "x" * 30)
     assert created == []
+
+
+def test_model_push_refuses_rows_whose_licence_forbids_publishing(tmp_path, monkeypatch):
+    folder = adapter_folder(tmp_path, {"firstaidqa": ["cc-by-4.0"], "army-manual": ["all-rights-reserved"]})
+    sent = []
+    monkeypatch.setattr("huggingface_hub.HfApi.repo_info", lambda self, repo_id, **kw: SimpleNamespace(private=False))
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", lambda self, repo_id, **kw: sent.append(kw))
+    monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", lambda self, **kw: sent.append(kw) or "commit-url")
+    for private in (True, False):
+        with pytest.raises(PushRefused, match=r"army-manual \(all-rights-reserved\).*--allow-license "
+                                              "all-rights-reserved"):
+            push_model(folder, "me/adapter", private=private, token="hf_" + "x" * 30)
+    assert sent == []
+    assert push_model(folder, "me/adapter", private=False, token="hf_" + "x" * 30,
+                      allow_licenses=["all-rights-reserved"]) == "commit-url"
+    (folder / "data.json").write_text("{}")  # an output that does not say what it was trained on
+    with pytest.raises(PushRefused, match="does not say which licences"):
+        push_model(folder, "me/adapter", token="hf_" + "x" * 30)
+
+
+def test_finetune_push_on_all_rights_reserved_rows_is_refused_before_training(tmp_path, realdata, capsys):
+    item = json.loads((realdata / FIRSTAID).read_text())[0]
+    rows = [make_qa(question=item["question"], answer=item["answer"], source="army-manual",
+                    license="all-rights-reserved", origin=FIRSTAID, locator=str(n)) for n in range(4)]
+    data = tmp_path / "export"
+    export(_stage_folder(tmp_path / "02-stage", rows), data, ExportOptions(fractions={"train": 1.0}))
+    assert main(["finetune", str(RECIPES / "gemma3-270m-cpu-lora.yaml"), "--data", str(data), "--output",
+                 str(tmp_path / "out"), "--push", "me/adapter", "--public"]) == 2
+    assert "army-manual (all-rights-reserved)" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 # ---- training through the recipe code on tiny models ---------------------------------------------------------------
@@ -384,6 +418,11 @@ def test_tiny_gemma3n_lora_learns_saves_and_reloads(firstaid_export, tiny_gemma3
     data = json.loads((out / "data.json").read_text())
     full = load_training_data(firstaid_export)
     assert data["rows"] == {"train": 8, "eval": len(full.eval)} and data["sha256"] == full.fingerprint["sha256"]
+    assert data["licenses"] == {"firstaidqa": ["cc-by-4.0"]}
+    card = (out / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert (meta["base_model"], meta["library_name"], meta["license"]) == ("gemma3n", "peft", "cc-by-4.0")
+    assert "| firstaidqa | cc-by-4.0 |" in card and str(tmp_path) not in card
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "gemma3n" and adapter["r"] == 16
     assert all(name.rsplit(".", 1)[-1] in {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",

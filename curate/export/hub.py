@@ -91,14 +91,16 @@ def scrub(text: str, token: str | None) -> str:
     return _BEARER.sub(r"\1***", _TOKEN_LIKE.sub("hf_***", text))
 
 
-def _token(token: str | None) -> str:
+def resolve_token(token: str | None) -> str:
+    """``token``, else HF_TOKEN or the saved login; PushError when there is none."""
     token = token or get_token()
     if not token:
         raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login`, then retry")
     return token
 
 
-def _refuse_token_in_files(folder: Path, files: list[UploadFile], token: str) -> None:
+def refuse_token_in_files(folder: Path, files: list[UploadFile], token: str) -> None:
+    """PushError when a text file about to be uploaded holds the token."""
     needle = token.encode()
     for f in files:
         if Path(f.path).suffix in TEXT_SUFFIXES and needle in (folder / f.path).read_bytes():
@@ -123,18 +125,21 @@ def row_licenses(folder: Path) -> dict[str, set[str | None]]:
     return found
 
 
-def _refuse_licenses(folder: Path, allowed: set[str]) -> None:
-    blocked = sorted((str(source), lic or "") for source, lics in row_licenses(folder).items()
+def refuse_licenses(found: dict[str, Iterable[str | None]], allowed: Iterable[str], what: str) -> None:
+    """PushRefused when rows ({source: their licences}) carry a licence that does not allow publishing and that
+    ``allowed`` does not name; the same rule for a dataset and for a model trained on it."""
+    allowed = {licenses.key(name) for name in allowed}
+    blocked = sorted((str(source), lic or "") for source, lics in found.items()
                      for lic in lics if licenses.blocks_publishing(lic) and licenses.key(lic) not in allowed)
     if blocked:
         names = ", ".join(f"{source} ({lic or 'no licence given'})" for source, lic in blocked)
         flags = " ".join(sorted({f"--allow-license {shlex.quote(licenses.key(lic))}" for _, lic in blocked}))
-        raise PushRefused(f"refusing to push {folder}: rows from {names} carry a licence that does not allow "
+        raise PushRefused(f"refusing to push {what}: rows from {names} carry a licence that does not allow "
                           "publishing them (all rights reserved, no-derivatives or unknown terms). Leave those "
                           f"sources out of the export, or, if you hold the rights, pass {flags}")
 
 
-def _check_visibility(api: HfApi, repo_id: str, private: bool, repo_type: str = "dataset") -> None:
+def check_visibility(api: HfApi, repo_id: str, private: bool, repo_type: str = "dataset") -> None:
     """PushRefused when ``repo_id`` exists with the other visibility (a private push never lands in a public repo)."""
     try:
         existing = api.repo_info(repo_id, repo_type=repo_type).private
@@ -161,16 +166,16 @@ def push(folder: str | Path, repo_id: str, *, private: bool = True, revision: st
     if not REPO_ID.match(repo_id):
         raise PushError(f"repo id '{repo_id}' must look like ORG/NAME")
     files = artifact_files(folder)
-    _refuse_licenses(folder, {licenses.key(name) for name in allow_licenses})
+    refuse_licenses(row_licenses(folder), allow_licenses, str(folder))
     result = PushResult(repo_id, revision, files, dry_run)
     if dry_run:
         return result
-    token = _token(token)
-    _refuse_token_in_files(folder, files, token)
+    token = resolve_token(token)
+    refuse_token_in_files(folder, files, token)
     log.info("pushing %d files (%d bytes) from %s to dataset %s", len(files), result.total_bytes, folder, repo_id)
     try:
         api = HfApi(token=token)
-        _check_visibility(api, repo_id, private)
+        check_visibility(api, repo_id, private)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)

@@ -5,7 +5,9 @@ Consumes a recipe (``curate.train.recipe``) and an export folder (``curate.expor
     adapter_config.json, adapter_model.safetensors   the LoRA adapter (PEFT), base_model_name_or_path = recipe.model
     tokenizer / processor files                      what the model reads with
     recipe.yaml                                      the recipe as trained, every default filled in
-    data.json                                        the data: export format, rows used, sha256 of each file and of all
+    data.json                                        the data: export format, rows used, sha256 of each file and of all,
+                                                     each source's licences
+    README.md                                        the model card (``curate.train.card``)
     loss_history.json                                {"train": [{step, epoch, loss, ...}], "eval": [{step, loss, ...}]}
     train_report.json                                backend, device, metrics (runtime, tokens, tokens per second)
     merged/                                          the base model with the adapter merged in (``merge: true``)
@@ -21,13 +23,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import yaml
 
 from curate import __version__
+from curate.export.hub import PushError, refuse_licenses, row_licenses
 from curate.io import building, write_json
 from curate.train import unsloth_backend
 from curate.train.data import DataError, NoExamples, TrainingData, load_training_data
+from curate.train.card import render_model_card
 from curate.train.models import cuda_available
 from curate.train.recipe import EMBEDDED, Recipe, RecipeError, load_recipe
 
@@ -144,8 +149,15 @@ def _report(plan: Plan, trained, seconds: float) -> dict:
 
 
 def _data_record(data: TrainingData) -> dict:
+    """data.json: the export folder's name, format, rows used, the files' sha256 and, per source, its rows' licences
+    (what a model push is checked against)."""
+    try:
+        found = {str(source): sorted(lic or "" for lic in lics) for source, lics in row_licenses(data.folder).items()}
+    except PushError:  # shards without source and license columns: a push is refused, training is not
+        found = None
     return {"folder": data.folder.name, "format": data.format,
-            "rows": {"train": len(data.train), "eval": len(data.eval) if data.eval else 0}, **data.fingerprint}
+            "rows": {"train": len(data.train), "eval": len(data.eval) if data.eval else 0}, **data.fingerprint,
+            "licenses": found}
 
 
 def _write(folder: Path, plan: Plan, trained, seconds: float) -> None:
@@ -155,7 +167,9 @@ def _write(folder: Path, plan: Plan, trained, seconds: float) -> None:
     trained.processing.save_pretrained(folder)
     (folder / "recipe.yaml").write_text(yaml.safe_dump(plan.recipe.model_dump(mode="json"), sort_keys=False,
                                                        allow_unicode=True), encoding="utf-8")
-    write_json(folder / "data.json", _data_record(plan.data))
+    record = _data_record(plan.data)
+    write_json(folder / "data.json", record)
+    (folder / "README.md").write_text(render_model_card(plan.recipe, record), encoding="utf-8")
     write_json(folder / "loss_history.json", trained.history)
     write_json(folder / "train_report.json", _report(plan, trained, seconds))
 
@@ -176,9 +190,12 @@ def merge_adapter(recipe: Recipe, adapter_dir: Path, out: Path) -> None:
 
 def finetune(recipe: str | Path | Recipe, data_dir: str | Path, output: str | Path | None = None, *,
              overwrite: bool = False, push: str | None = None, private: bool = True,
-             token: str | None = None) -> FinetuneResult:
-    """Plan, train, write OUT (see the module docstring), merge and push as asked."""
+             token: str | None = None, allow_licenses: Iterable[str] = ()) -> FinetuneResult:
+    """Plan, train, write OUT (see the module docstring), merge and push as asked; a push the training rows'
+    licences forbid is refused before training."""
     plan = plan_finetune(recipe, data_dir, output, overwrite)
+    if push:
+        refuse_licenses(row_licenses(plan.data.folder), allow_licenses, f"a model trained on {plan.data.folder}")
     for w in plan.warnings:
         log.warning("%s", w)
     started = time.monotonic()
@@ -193,5 +210,5 @@ def finetune(recipe: str | Path | Recipe, data_dir: str | Path, output: str | Pa
     if push:
         from curate.train.hub import push_model
 
-        result.pushed = push_model(out, push, private=private, token=token)
+        result.pushed = push_model(out, push, private=private, token=token, allow_licenses=allow_licenses)
     return result
