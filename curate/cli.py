@@ -370,14 +370,19 @@ def cmd_writer(args) -> int:
                 console.print(escape(written.text), highlight=False)
         writer.close()
         return OK
+    from pydantic import ValidationError
+
     from curate.train.writer import load_writer_recipe, train_writer
 
     try:
         recipe = load_writer_recipe(args.recipe)
         if args.max_steps:
-            recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": args.max_steps})})
+            from curate.train.recipe import TrainSpec
+
+            train = TrainSpec.model_validate({**recipe.train.model_dump(), "max_steps": args.max_steps, "epochs": None})
+            recipe = recipe.model_copy(update={"train": train})
         train_writer(recipe, args.out, log=lambda m: console.print(escape(m), highlight=False))
-    except RecipeError as exc:
+    except (RecipeError, ValidationError) as exc:
         return fail("invalid writer recipe", exc, INVALID)
     except Exception as exc:  # training broke: say what, keep the traceback for -v
         logging.getLogger("curate").debug("writer training failed", exc_info=True)

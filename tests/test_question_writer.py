@@ -153,3 +153,45 @@ def test_the_shipped_adapter_asks_a_real_fm_unit_a_question_that_passes_every_ch
     own, *others = writer.loglik([unit, *[u for u in units if u != unit]],
                                  [(k, good[0]) for k in range(len(units))])
     assert own > max(others), (good[0], own, others)
+
+
+# Candidates the shipped writer wrote for real FM 4-25.11 and WHO PFA units (benchmarks/synth_yield.py audits), each
+# wrong in a way a check must see.
+def test_written_questions_that_add_context_or_miss_the_answer_type_are_refused():
+    from curate.rag.extractive import adds_context, tells_action
+
+    assert adds_context("What should be done if the animal causing the bite is a fish?",
+                        "Because of these possible complications, the animal causing the bite should, if possible, be "
+                        "captured or killed so that it can be tested for disease.") == ["fish"]
+    assert adds_context("Should a person with a wet sock be treated by an MTF?",
+                        "Should an immersion injury occur, dry the feet thoroughly and transport the casualty to an MTF "
+                        "by the fastest means possible.") == ["sock", "wet"]
+    # held as a word's start or inside a compound: not new context
+    assert adds_context("What is the best way to resuscitate a casualty with hypothermic complications?",
+                        "Resuscitation of casualties with hypothermic complications is difficult outside an MTF.") == []
+    assert answer_type_problem("What are the symptoms of immersion foot and trench foot?",
+                               "Immersion foot and trench foot are injuries that result from fairly long exposure of "
+                               "the feet to wet conditions.") == "wrong_answer_type"
+    assert answer_type_problem("What is the difference between PFA and psychological debriefing?",
+                               "PFA is an alternative to psychological debriefing which has been found to be "
+                               "ineffective.") == "wrong_answer_type"
+    assert answer_type_problem("What is the difference between poisonous snakes and nonpoisonous snakes?",
+                               "Unlike poisonous snakes, nonpoisonous snakes do not have fangs.") is None
+    venom = ("If the venom should seep through any damaged or lacerated tissues in your mouth, you could immediately "
+             "lose consciousness or even die.")
+    assert not tells_action(venom) and answer_type_problem("What should I do if the venom seeps in?", venom)
+    assert tells_action("If you are not certain about the safety of the crisis site, then do not go.")
+    assert tells_action("If the caregiver is injured, you can arrange to get help for the caregiver.")
+    assert question_problem("What should you do if he is lying face down?", ()) == "unresolved_pronoun"
+    assert question_problem("What should you do if a casualty says he is cold?", ()) is None
+
+
+def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
+    from curate.rag.synth import unusable
+    from curate.rag.units import Unit
+
+    assert unusable(Unit("It should extend at least 4 inches beyond the casualty's head and feet.", 0)) == "dangling"
+    assert unusable(Unit("Or it may only be appropriate for women to speak with other women.", 0)) == "dangling"
+    assert unusable(Unit("Are there areas to avoid entering because they are not secure?", 0)) == "asks"
+    assert unusable(Unit("The following items are minimum safety equipment for each vehicle.", 0)) == "announces"
+    assert unusable(Unit("It is important to keep the casualty warm and dry while you wait for help.", 0)) is None

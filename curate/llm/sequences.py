@@ -33,6 +33,7 @@ class Sequences:
     def __init__(self, llama, n_seq: int = 64, n_ctx: int = 16384, n_batch: int = 1024):
         import llama_cpp
         from llama_cpp import _internals
+        from llama_cpp._utils import suppress_stdout_stderr
 
         self._lib = llama_cpp
         self.llama = llama
@@ -42,13 +43,14 @@ class Sequences:
         params.kv_unified = True
         params.n_threads = params.n_threads_batch = llama.n_threads
         self.n_seq, self.n_batch = params.n_seq_max, n_batch
-        self.ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
-        adapter = getattr(llama, "_lora_adapter", None)
-        if adapter is not None:
-            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
-            scales = (ctypes.c_float * 1)(llama.lora_scale)
-            if llama_cpp.llama_set_adapters_lora(self.ctx.ctx, adapters, 1, scales):
-                raise RuntimeError("llama.cpp could not apply the LoRA adapter to the batched context")
+        with suppress_stdout_stderr(disable=False):  # llama.cpp logs every adapted tensor to stderr
+            self.ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+            adapter = getattr(llama, "_lora_adapter", None)
+            failed = adapter is not None and llama_cpp.llama_set_adapters_lora(
+                self.ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1,
+                (ctypes.c_float * 1)(llama.lora_scale))
+        if failed:
+            raise RuntimeError("llama.cpp could not apply the LoRA adapter to the batched context")
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.n_vocab = llama._model.n_vocab()
         self._pieces: dict[int, str] = {}

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.quality.text import STOPWORDS
-from curate.rag.units import Unit, strip_references
+from curate.quality.text import STOPWORDS, content_stems
+from curate.rag.units import IMPERATIVES, Unit, strip_references
 
 QUESTION_STARTS = frozenset("""what when where why how which who whom whose should can could is are was were do does
 did must may will would if in after before during""".split())
@@ -25,6 +25,10 @@ _META = re.compile(r"\b(?:the|this|that|above|following) (?:passage|statement|te
 _BARE_PRONOUN = re.compile(r"^\w+\s+(?:is|are|was|were|does|do|did|should|can|must|may|will)\s+(?:it|they|this|these|"
                            r"that|those|he|she|them)\b|\b(?:it|them|this|that|these|those)\?$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9]+")
+_PERSON_PRONOUN = re.compile(r"\b(?:he|him|his|she|her|hers)\b", re.IGNORECASE)
+_PERSON = re.compile(r"\b(?:casualt(?:y|ies)|persons?|people|patients?|victims?|child(?:ren)?|someone|individuals?|"
+                     r"service members?|soldiers?|survivors?|adults?|bab(?:y|ies)|infants?|wom[ae]n|m[ae]n|"
+                     r"friends?|members?|workers?|mothers?|fathers?)\b", re.IGNORECASE)
 
 
 def words(text: str) -> set[str]:
@@ -49,14 +53,16 @@ def question_problem(question: str, examples: tuple[str, ...], min_words: int = 
                      max_words: int = 30) -> str | None:
     """Why ``question`` cannot be a training question on its own, or None: ``not_a_question`` (no question mark, no
     question word first, too short or long), ``mentions_source`` ("the passage", "according to"),
-    ``unresolved_pronoun`` ("What should be done with it?"), ``copied_example`` (a few-shot example's words)."""
+    ``unresolved_pronoun`` ("What should be done with it?", "What should you do if he is lying face down?" with no
+    person named before "he"), ``copied_example`` (a few-shot example's words)."""
     n = len(question.split())
     first = question.split()[0].lower().strip("\"'(") if question.split() else ""
     if _META.search(question):
         return "mentions_source"
     if not question.endswith("?") or first not in QUESTION_STARTS or not min_words <= n <= max_words:
         return "not_a_question"
-    if _BARE_PRONOUN.search(question):
+    pronoun = _PERSON_PRONOUN.search(question)
+    if _BARE_PRONOUN.search(question) or (pronoun and not _PERSON.search(question[:pronoun.start()])):
         return "unresolved_pronoun"
     if copies(question, examples, 0.6):
         return "copied_example"
@@ -73,7 +79,21 @@ _ASKS = (  # (question opening, what the answer must contain for the question to
      re.compile(r"\b(?:to|so that|in order|because|since|prevents?|helps?|allows?|reduces?|avoids?)\b", re.I)),
     (re.compile(r"^when\b", re.I), re.compile(r"\b(?:if|when|before|after|until|unless|once|during|while|as soon as|"
                                               r"immediately|within|only)\b", re.I)),
+    (re.compile(r"^what (?:are|is) (?:the |some )?(?:common |main |early |first )?(?:signs?|symptoms?)\b", re.I),
+     re.compile(r"\b(?:signs?|symptoms?|include\w*|such as|appear\w*|feel\w*|look\w*|pain\w*|swell\w*|"
+                r"red\w*|pale|sweat\w*|nause\w*|vomit\w*|dizz\w*|confus\w*|loss of|unconscious\w*)\b|:", re.I)),
+    (re.compile(r"\bdiffer(?:ence|ences|ent from)?\b", re.I),
+     re.compile(r"\b(?:unlike|whereas|while|but|than|differ\w*|however|rather|instead|only|either|or|both|same|"
+                r"compared)\b", re.I)),
 )
+_ACTION = re.compile(r"^(?:what (?:should|must|can|could) (?:i|you|we|one|someone|a first aider|first aiders) do|"
+                     r"what (?:should|must) be done|what (?:action|steps?) should)\b", re.IGNORECASE)
+_OBLIGES = re.compile(r"\b(?:should|must|need to|needs to|have to|has to|do not|don[’']t|never|always|avoid|"
+                      r"you can|try to|"
+                      r"is (?:best|important|essential|necessary|recommended)|are (?:important|essential|necessary))\b",
+                      re.IGNORECASE)
+_LEADING_CLAUSE = re.compile(r"^(?:if|when|once|after|before|while|until|unless|in|for|during|to)\b[^,;:]*[,;:]\s*",
+                             re.IGNORECASE)
 _DEFINES = re.compile(r"^what (?:is|are) (?:an? |the )?(?P<term>[\w -]+)\?$", re.I)
 _NOT_DEFINED = re.compile(r"^(?:(?:best|first|next|last|main|most|only|right|correct|proper|usual|recommended|"
                           r"purpose|reason|goal|aim|objective|function|role|cause|effect|result|difference|"
@@ -83,11 +103,15 @@ _NOT_DEFINED = re.compile(r"^(?:(?:best|first|next|last|main|most|only|right|cor
 def answer_type_problem(question: str, answer: str) -> str | None:
     """``wrong_answer_type`` when the question asks for something the answer cannot give: "How often" with no
     frequency in it, "How long/many/far" with no quantity, "Why"/"What is the purpose" with no reason or purpose,
-    "When" with no condition or time, "What is X?" when the answer does not open by saying what X is; else None.
+    "When" with no condition or time, "What are the signs of ..." with no sign in it, "What is the difference ..."
+    with no contrast, "What should you do ..." with no action in it (``tells_action``), "What is X?" when the answer
+    does not open by saying what X is; else None.
     "What is the purpose/best way/first step ... of X?" asks about X, not what X is: its own rule judges it."""
     for asks, needs in _ASKS:
         if asks.search(question) and not needs.search(answer):
             return "wrong_answer_type"
+    if _ACTION.search(question) and not tells_action(answer):
+        return "wrong_answer_type"
     term = _DEFINES.match(question)
     term = term if term and not _NOT_DEFINED.match(term["term"]) else None
     defines = r"(?:(?:is|are) (?:a|an|the|one|any)|refers?|means?)\b"
@@ -95,6 +119,43 @@ def answer_type_problem(question: str, answer: str) -> str | None:
                              re.I):
         return "wrong_answer_type"
     return None
+
+
+def tells_action(answer: str) -> bool:
+    """True when an answer tells someone what to do: a sentence whose main clause (after a leading "If ...," or
+    "To ...,") opens with an imperative, or that says what should, must or must not be done."""
+    for sentence in re.split(r"(?<=[.!?;:])\s+", answer):
+        main = _LEADING_CLAUSE.sub("", sentence.strip())
+        first = main.split()[0].lower().strip("\"'(") if main.split() else ""
+        if first in IMPERATIVES or first in ("do", "don't", "don’t", "never", "always") or _OBLIGES.search(main):
+            return True
+    return False
+
+
+# Words a question may use that its answer need not hold: how questions are asked, not what they ask about.
+_ASKING = frozenset(content_stems("""do done doing happen happens occur occurs use used using person people casualty
+casualties someone patient victim individual way ways best important importance role purpose reason reasons cause causes
+caused symptom symptoms sign signs type types difference different differences kind kinds treat treated treating
+treatment prevent prevention help helps need needs take takes recommend recommended effect effects risk risks danger
+dangers dangerous first aid aider situation case cases common main key possible potential complications benefit
+benefits step steps know identify recognize thing things affect avoid apply give make provide check ensure keep manage
+handle respond proper properly correct correctly safe safely long much many often soon quickly time times feel look
+see tell mean means typical typically usually normal normally general generally specific certain condition conditions
+injury injuries emergency someone's person's encounter encountered notice find found suspect suspected experience
+experiencing one ones deal dealing"""))
+
+
+def adds_context(question: str, answer: str) -> list[str]:
+    """The question's content words that its answer does not hold (as a word, a word's start or inside a compound:
+    "resuscitate" is held by "resuscitation", "snake" by "snakebite"), less the words questions are asked with
+    (``_ASKING``): what the question brings that the answer cannot speak to ("a band of red", "a fish")."""
+    held = content_stems(answer)
+    answer_words = words(answer)
+    out = []
+    for stem in sorted(content_stems(question) - held - _ASKING):
+        if not any(w.startswith(stem[:5]) or stem in w for w in answer_words | held):
+            out.append(stem)
+    return out
 
 
 def same_question(question: str, earlier: list[str], threshold: float = 0.8) -> bool:

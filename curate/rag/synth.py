@@ -11,9 +11,11 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   - ``writer`` (the default for a base model): the question writer shipped with curate (``curate.llm.writer``, a
     LoRA on the embedded Gemma 3 270M trained to ask what an answer span answers) writes ``writer.candidates``
     questions per unit, many units per forward pass. Units that only announce what follows or are questions
-    themselves are skipped (``units_skipped_announces`` / ``_asks``). A candidate must end its line, stand alone
-    (``curate.rag.extractive.question_problem``), ask what the unit can answer (``answer_type_problem``) and not
-    restate the unit (``restates_unit``). The ``writer.scored`` likeliest usable candidates then go through the
+    themselves or open by pointing outside the chunk are skipped (``units_skipped_announces`` / ``_asks`` /
+    ``_dangling``). A candidate must end its line, stand alone (``curate.rag.extractive.question_problem``), ask
+    what the unit can answer (``answer_type_problem``), not restate the unit (``restates_unit``) and bring no
+    content word the unit cannot speak to (``adds_context``: "... if the animal is a fish?"). The
+    ``writer.scored`` likeliest usable candidates then go through the
     answer-level round trip: the writer's mean token log-probability of the question given its own unit minus the
     best given one of the ``writer.rivals`` other units of the chunk nearest to the question must exceed
     ``writer.min_margin``; the widest margin wins. The unit is dropped as ``not_singled_out`` when no candidate
@@ -30,6 +32,7 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   ``no_answerable_unit`` (the chunk row; detail: skipped spans by reason; ``no_template_question`` with templates
   only), ``malformed_question``, ``not_a_question``, ``mentions_source``, ``unresolved_pronoun``, ``copied_example``
   (after ``max_retries`` extra attempts; the raw output kept), ``wrong_answer_type``, ``restates_unit``,
+  ``adds_context``,
   ``not_singled_out``, ``duplicate_question`` (repeats a question kept for the same chunk), ``round_trip_failed``,
   ``question_off_unit``.
 - ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
@@ -80,7 +83,8 @@ from curate.llm.prompts import load_prompt
 from curate.io import file_sha256
 from curate.llm.writer import QuestionWriter, Written, WriterError, adapter_path
 from curate.quality.text import content_stems
-from curate.rag.extractive import (answer_type_problem, copies, holds, pick_units, question_problem, round_trip,
+from curate.rag.extractive import (adds_context, answer_type_problem, copies, holds, pick_units, question_problem,
+                                   round_trip,
                                    same_question)
 from curate.rag.index import ChunkIndex, resolve
 from curate.rag.templates import template_question
@@ -408,7 +412,8 @@ class SynthQA(Stage):
         question = written.text
         problem = ("not_a_question" if not written.stopped else
                    question_problem(question, ()) or answer_type_problem(question, unit.text) or
-                   ("restates_unit" if restates(question, unit.text) else None))
+                   ("restates_unit" if restates(question, unit.text) else None) or
+                   ("adds_context" if adds_context(question, unit.text) else None))
         return {"question": question, "problem": problem, "candidate": k, "written": written, "margin": None,
                 "rivals": None}
 
@@ -558,12 +563,20 @@ class SynthQA(Stage):
 _ANNOUNCES = re.compile(r"\b(?:the following|as follows|listed below|below are)\b|:$", re.IGNORECASE)
 
 
+_DANGLING = re.compile(r"^(?:(?:it|its|this|these|those|they|their|such|he|his|she|her)\b(?! is (?:important|"
+                       r"essential|necessary|best|recommended|not|often))|(?:when|if|because of|after|before|in) "
+                       r"(?:this|these|those|that|such)\b|(?:or|and|but|also|however|otherwise|then)\b)", re.IGNORECASE)
+
+
 def unusable(unit: Unit) -> str | None:
     """Why a unit cannot be an answer to the writer's question, or None: ``announces`` (a prose unit that only
-    announces what follows, "The following items are minimum safety equipment.": its items are not in it) or
-    ``asks`` (it is itself a question, as checklists are written)."""
+    announces what follows, "The following items are minimum safety equipment.": its items are not in it), ``asks``
+    (it is itself a question, as checklists are written) or ``dangling`` (it opens by pointing at what came before
+    it, outside the chunk: "It should extend at least 4 inches ...", "Because of these possible complications, ...")."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
+    if _DANGLING.match(unit.text):
+        return "dangling"
     return "announces" if not unit.is_list and _ANNOUNCES.search(unit.text.rstrip(".")) else None
 
 

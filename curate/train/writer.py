@@ -366,7 +366,8 @@ answer span answers. `synth_qa` uses it to ask about the answerable units of a d
 
 {c['pairs']} pairs in {c['groups']} groups of near-duplicate questions; {c['held_out']} pairs (whole groups) held
 out; training pairs overlapping an evaluation set dropped: {dropped} (sets:
-{', '.join(info['decontaminated_against']) or 'none'}); {c['train']} pairs trained on. The adapter is a derivative of
+{', '.join(info['decontaminated_against']) or 'none'}); {c['train']} training pairs, of which training saw
+{t['max_steps'] * t['batch_size'] * t['grad_accum']} rows ({info['train_metrics'].get('epoch', 0):.2f} epoch). The adapter is a derivative of
 CC BY 4.0 data and is released under CC BY 4.0 with the attribution above; Gemma's own terms apply to the base model.
 
 ## Training
