@@ -703,12 +703,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate a seeded random sample of this many items")
     p.add_argument("--seed", type=int, default=0, help="sample seed (default: 0)")
     p.add_argument("--scoring", choices=["generate", "loglik"], help="choice items: parse the generated answer "
-                                                                     "(default) or pick the most probable option")
+                   "(default for instruction-tuned models) or pick the most probable option (default for base ones)")
     p.add_argument("--choices", choices=["text", "letters"], help="loglik scoring: each option's text after the "
-                   "bare question, as lm-evaluation-harness (default; base models), or the letters of listed options "
-                   "(instruction-tuned models)")
-    p.add_argument("--style", choices=["chat", "completion"], help="prompt style (default: chat)")
-    p.add_argument("--shots", type=int, help="few-shot examples per prompt (default: 3)")
+                   "bare question, as lm-evaluation-harness (default for base models), or the letters of listed "
+                   "options (default for instruction-tuned ones)")
+    p.add_argument("--style", choices=["chat", "completion"], help="prompt style (default: completion for a base "
+                                                                   "model, chat for an instruction-tuned one)")
+    p.add_argument("--shots", type=int, help="few-shot examples per prompt (default: 0 for a base model, 3 for an "
+                                             "instruction-tuned one)")
     p.add_argument("--prompt", help="prompt file (default: eval.v1)")
     p.add_argument("--max-tokens", type=int, help="longest open answer in tokens (default: 256)")
     p.add_argument("--judge", metavar="BACKEND[:MODEL]", help="grade open answers with this model, e.g. llamacpp "

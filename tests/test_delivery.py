@@ -14,6 +14,7 @@ import yaml
 
 from curate.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
 FIRSTAID = "qa/firstaidqa/firstaidqa_v1.json"
 FM = "pdf/us_army_FM4-25.11_first_aid.pdf"
 
@@ -103,3 +104,36 @@ def test_datasets_reads_every_stage_folder_although_a_batch_kept_no_row(first_ru
         ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train",
                                    cache_dir=str(tmp_path / "cache"))
         assert ds.num_rows == sum(pq.ParquetFile(f).metadata.num_rows for f in files) > 0
+
+
+# ---- the pipeline's evaluate step ---------------------------------------------------------------------------------
+
+def test_evaluate_step_fingerprint_follows_the_prompt_file(tmp_path):
+    from curate.deliver.specs import EvaluateSpec
+    from curate.deliver.steps import EvaluateStep
+    from curate.executors import make_executor
+    from curate.progress import Progress
+    from curate.steps import Context
+
+    packaged = (REPO / "curate/prompts/eval.v1.yaml").read_text()
+    prompt = tmp_path / "mine.yaml"
+    prompt.write_text(packaged)
+    spec = EvaluateSpec(set=str(REPO / "curate/data/demo_eval.jsonl"), settings={"prompt": str(prompt)})
+    step = EvaluateStep(spec, "embedded", tmp_path)
+    ctx = Context(tmp_path, make_executor(), Progress(enabled=False), fp="finetune-fp")
+    before = step.fingerprint(ctx)
+    assert step.fingerprint(ctx) == before
+    prompt.write_text(packaged.replace("Answer with the letter", "Give the letter"))  # same path and spec
+    assert step.fingerprint(ctx) != before
+
+
+@pytest.mark.parametrize("model, spec_model, tuned", [("embedded", {}, False), ("google/gemma-3-1b-pt", {}, False),
+                                                      ("google/gemma-3-1b-it", {}, True),
+                                                      ("embedded", {"instruction_tuned": True}, True)])
+def test_the_evaluate_step_loads_a_base_model_as_base(model, spec_model, tuned):
+    from curate.deliver.specs import EvaluateSpec
+    from curate.deliver.steps import eval_model_config
+    from curate.llm import LLMConfig
+
+    config = LLMConfig.model_validate(eval_model_config(EvaluateSpec(set="x", model=spec_model), model))
+    assert config.is_instruction_tuned() is tuned and config.backend == "transformers" and config.model == model

@@ -330,6 +330,40 @@ def test_loglik_picks_the_most_probable_option(tmp_path, medqa_set):
     assert summary["metrics"]["accuracy"]["value"] == pytest.approx(np.mean([r["gold"] == "C" for r in records]))
 
 
+class Recorder(Scripted):
+    """Scores each option by its continuation's length and keeps what it was asked."""
+
+    def option_logprobs(self, prompt, continuations):
+        self.calls.append({"prompt": prompt, "continuations": continuations})
+        return {label: -float(len(text)) for label, text in continuations.items()}
+
+
+def test_settings_left_unset_follow_the_model(tmp_path, medqa_set, medqa_raw):
+    """A base model is asked as lm-evaluation-harness asks it (completion, 0 shots, each option's text after
+    "Answer:"); an instruction-tuned one in chat, 3 shots, its answer generated; a value set explicitly stays."""
+    base = Recorder(lambda q: "unused", instruction_tuned=False)
+    summary = evaluate_loaded(LoadedModel.wrap(base), medqa_set, tmp_path / "base")
+    raw = medqa_raw[int(medqa_set.items[0].locator)]
+    assert base.calls[0]["prompt"] == f"Question: {raw['question']}\nAnswer:"
+    assert base.calls[0]["continuations"] == {k: " " + v.strip() for k, v in raw["options"].items()}
+    assert (summary["settings"]["prompt"]["style"], summary["settings"]["prompt"]["shots"],
+            summary["settings"]["scoring"], summary["settings"]["choices"]) == ("completion", 0, "loglik", "text")
+
+    tuned = Recorder(lambda q: "A", instruction_tuned=True)
+    summary = evaluate_loaded(LoadedModel.wrap(tuned), medqa_set, tmp_path / "tuned")
+    assert all("continuations" not in c for c in tuned.calls)  # generated, not scored by likelihood
+    assert (summary["settings"]["prompt"]["style"], summary["settings"]["prompt"]["shots"],
+            summary["settings"]["scoring"]) == ("chat", 3, "generate")
+
+    explicit = Recorder(lambda q: "A", instruction_tuned=False)
+    summary = evaluate_loaded(LoadedModel.wrap(explicit), medqa_set, tmp_path / "explicit",
+                              {"style": "chat", "shots": 1})
+    assert explicit.calls[0]["prompt"][-1] == {"role": "user", "content": f"Question: {raw['question']}"}
+    assert len(explicit.calls[0]["prompt"]) == 3  # one example: a user and an assistant turn, then the question
+    assert (summary["settings"]["scoring"], summary["settings"]["choices"]) == ("loglik", "text")
+    assert EvalSettings(scoring="generate").for_model(False).scoring == "generate"
+    assert EvalSettings().for_model(True).choices == "letters"
+
 # ---- sets -----------------------------------------------------------------------------------------------------
 
 def test_sets_by_catalog_name_and_by_path(realdata):

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from curate.cli import main
 from curate.evaluate import add_adapter, compare_runs, evaluate_loaded, load_eval_set, load_model
 from curate.evaluate.loglik import option_logprobs, reference_nll
-from curate.evaluate.prompts import answer_continuation, load_eval_prompts, option_continuations, task_prompt
+from curate.evaluate.prompts import (answer_continuation, load_eval_prompts, option_continuations, prompt_sha256,
+                                     task_prompt)
 
 pytestmark = pytest.mark.slow
 
@@ -114,14 +117,21 @@ def test_llamacpp_scores_the_same_continuations(hf, realdata):
 
 
 def test_demo_settings_report_option_text_acc_and_acc_norm(tmp_path):
-    """The demo pipeline's evaluate settings ({scoring: loglik, shots: 0}, chat style) on 8 of its 20 questions."""
-    eval_set = load_eval_set(str(REPO / "curate/data/demo_eval.jsonl"), limit=8, seed=0)
+    """The demo pipeline's evaluate settings on 8 of its 20 questions: each option's text scored as the continuation
+    of "Question: ...\nAnswer:" (what the README says), which is also what `curate eval embedded` does unflagged."""
+    settings = yaml.safe_load((REPO / "pipelines/demo.yaml").read_text())["finetune"]["evaluate"]["settings"]
+    demo_set = REPO / "curate/data/demo_eval.jsonl"
+    eval_set = load_eval_set(str(demo_set), limit=8, seed=0)
     llama = load_model(LLAMA)
     try:
-        summary = evaluate_loaded(llama, eval_set, tmp_path / "demo", {"scoring": "loglik", "shots": 0})
+        summary = evaluate_loaded(llama, eval_set, tmp_path / "demo", settings)
     finally:
         llama.llm.close()
     recs = [json.loads(x) for x in (tmp_path / "demo/predictions.jsonl").read_text().splitlines()]
+    raw = [json.loads(x) for x in demo_set.read_text().splitlines()]
+    assert [r["prompt_sha256"] for r in recs] == [
+        prompt_sha256(f"Question: {raw[int(item.locator)]['question']}\nAnswer:") for item in eval_set.items]
+    assert [sorted(r["option_logprobs"]) for r in recs] == [sorted(item.options) for item in eval_set.items]
     assert len(recs) == 8 and summary["settings"]["choices"] == "text"
     for item, r in zip(eval_set.items, recs):
         lp = r["option_logprobs"]
@@ -131,9 +141,15 @@ def test_demo_settings_report_option_text_acc_and_acc_norm(tmp_path):
         m = summary["metrics"][name]
         assert m["value"] == pytest.approx(np.mean([r[key] for r in recs])) and m["n"] == 8
         assert m["ci_low"] <= m["value"] <= m["ci_high"]
-    print(f"\ndemo, 8 questions, option text (chat, 0 shots): accuracy {summary['metrics']['accuracy']['value']:.2f}"
-          f", accuracy_norm {summary['metrics']['accuracy_norm']['value']:.2f}, "
-          f"picks {sorted(set(r['parsed'] for r in recs))}")
+
+    assert main(["eval", "embedded", "--set", str(demo_set), "--limit", "8", "--option", "n_threads=1",
+                 "-o", str(tmp_path / "cli"), "--no-progress"]) == 0
+    cli = [json.loads(x) for x in (tmp_path / "cli/predictions.jsonl").read_text().splitlines()]
+    assert [(r["prompt_sha256"], r["option_logprobs"]) for r in cli] == [
+        (r["prompt_sha256"], r["option_logprobs"]) for r in recs]
+    print(f"\ndemo, 8 questions, option text (completion, 0 shots): accuracy "
+          f"{summary['metrics']['accuracy']['value']:.2f}, accuracy_norm "
+          f"{summary['metrics']['accuracy_norm']['value']:.2f}, picks {sorted(set(r['parsed'] for r in recs))}")
 
 
 def test_reference_nll_difference_base_vs_adapter(hf, tmp_path, realdata):

@@ -37,8 +37,8 @@ def read_records(folder: Path) -> list[dict]:
 def test_embedded_gemma_on_10_medqa_items_from_the_cli(tmp_path, realdata):
     out = tmp_path / "base"
     code = main(["eval", "embedded", "--set", "medqa-usmle-4-options-test", "--path", str(realdata / MEDQA),
-                 "--limit", "10", "--seed", "0", "--style", "completion", "--option", "n_threads=1", "-o", str(out),
-                 "--no-progress"])
+                 "--limit", "10", "--seed", "0", "--scoring", "generate", "--shots", "3", "--option", "n_threads=1",
+                 "-o", str(out), "--no-progress"])  # generated answers, not the base model's default loglik
     assert code == 0
     summary, records = json.loads((out / "summary.json").read_text()), read_records(out)
     assert len(records) == 10 and summary["set"]["n"] == 10 and summary["set"]["available"] == 1273

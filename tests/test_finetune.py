@@ -257,6 +257,36 @@ def test_only_assistant_tokens_carry_loss(tokenizer):
     assert row["labels"][newline_after] == IGNORE
 
 
+def test_trls_collator_puts_the_loss_on_answer_tokens_only(firstaid_export, tiny_gemma3n, tokenizer, tmp_path):
+    """A batch as the TRL backend's trainer draws it (its dataset, collator and padding): labels only on each
+    answer and its <end_of_turn>, -100 on the user turn, the markup and the padding."""
+    from transformers import TrainerCallback
+
+    from curate.train.trl_backend import train as trl_train
+
+    class FirstBatch(TrainerCallback):
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            self.batch = next(iter(train_dataloader))
+            control.should_training_stop = True
+
+    recipe = load_recipe(_recipe(tmp_path / "tiny.yaml", str(tiny_gemma3n),
+                                 train={**TINY_TRAIN, "max_steps": 1, "max_length": 1024},
+                                 data={"max_train_rows": 4, "eval_split": None}))
+    data = load_training_data(firstaid_export, max_train_rows=4, eval_split=None)
+    first = FirstBatch()
+    trl_train(recipe, data, callbacks=[first])
+    answers = {e["messages"][-1]["content"].strip() + "<end_of_turn>" for e in data.train}
+    ids, labels, mask = (first.batch[k].tolist() for k in ("input_ids", "labels", "attention_mask"))
+    assert len(ids) == 4 and min(map(sum, mask)) < len(ids[0])  # rows of different lengths: padding to check
+    for row_ids, row_labels, row_mask in zip(ids, labels, mask):
+        assert all(label == IGNORE for label, m in zip(row_labels, row_mask) if not m)
+        spans = _labelled_spans(row_ids, row_labels)
+        assert len(spans) == 1 and tokenizer.decode(spans[0]) in answers
+        question = tokenizer.decode([t for t, label in zip(row_ids, row_labels) if label == IGNORE])
+        assert "<start_of_turn>user" in question and "<start_of_turn>model" in question
+    assert {tokenizer.decode(_labelled_spans(i, l)[0]) for i, l in zip(ids, labels)} == answers
+
+
 def test_export_folder_loads_with_fingerprint(firstaid_export):
     data = load_training_data(firstaid_export, max_train_rows=5)
     assert data.format == "messages" and len(data.train) == 5 and data.eval and not data.has_images
@@ -483,10 +513,17 @@ def test_cli_finetune_merges_and_chat_answers_with_and_without_adapter(firstaid_
         adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_gemma3n), out).eval()
         assert torch.allclose(merged, adapted(input_ids=ids).logits, atol=1e-5)
 
-    for extra in ([], ["--adapter", str(out)]):
-        code = main(["chat", str(tiny_gemma3n), "How do I treat a burn?", "--max-tokens", "4", "--device", "cpu",
-                     *extra])
-        assert code in (0, 1)  # a random tiny model may answer only whitespace
+    question = "How do I treat a burn?"
+    llm = load_chat_model(str(tiny_gemma3n), device="cpu")
+    asked, generate = [], llm.generate
+    llm.generate = lambda prompt, sampling: asked.append(prompt) or generate(prompt, sampling)
+    base = ask(llm, question, max_tokens=4)
+    tuned = ask(apply_adapter(llm, out), question, max_tokens=4)
+    assert not llm.instruction_tuned  # a base model completes a question; through the adapter it answers in turns
+    assert asked == [f"Question: {question}\nAnswer:", [{"role": "user", "content": question}]]
+    for extra, answer in (([], base), (["--adapter", str(out)], tuned)):
+        code = main(["chat", str(tiny_gemma3n), question, "--max-tokens", "4", "--device", "cpu", *extra])
+        assert (code, capsys.readouterr().out.strip()) == ((0, answer) if answer else (1, ""))
     assert main(["chat", str(tiny_gemma3n), "q", "--adapter", str(tmp_path)]) == 2
 
 
@@ -526,6 +563,8 @@ def test_pipeline_trains_then_scores_base_and_tuned_on_its_held_out_set(tiny_gem
     tuned = [json.loads(x) for x in (run / "evaluate/tuned/predictions.jsonl").read_text().splitlines()]
     assert [r["gold"] for r in base] == [eval_rows[int(r["locator"])]["answer_idx"] for r in base]
     assert all(b["prompt_sha256"] == t["prompt_sha256"] for b, t in zip(base, tuned))
+    asked = json.loads((run / "evaluate/base/summary.json").read_text())["settings"]
+    assert (asked["prompt"]["style"], asked["choices"]) == ("completion", "text")  # a base model asked as base
     assert any(b["option_logprobs"] != t["option_logprobs"] for b, t in zip(base, tuned))  # the adapter acts
     accuracy = comparison["metrics"]["accuracy"]
     assert accuracy["a"]["value"] == sum(r["correct"] for r in base) / 20
@@ -565,3 +604,9 @@ def test_embedded_gemma_trains_a_few_steps_and_chats(short_firstaid_export, tmp_
     base = ask(llm, question, max_tokens=16)
     tuned = ask(apply_adapter(llm, result.output), question, max_tokens=16)
     assert base and tuned, (base, tuned)
+    inputs = {k: torch.tensor([row[k]]) for k in ("input_ids", "labels")}
+    with torch.no_grad():
+        with llm.hf_model.disable_adapter():
+            before = llm.hf_model(**inputs).loss.item()
+        after = llm.hf_model(**inputs).loss.item()
+    assert after < before, (before, after)  # the adapter the chat answers through learned the training answers

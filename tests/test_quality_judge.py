@@ -41,6 +41,18 @@ def test_real_judge_scores_every_qa_row(batch):
     assert judge.counters["tokens_generated"] > 0
 
 
+@pytest.mark.xfail(strict=True, reason="measured: the embedded Gemma 3 270M (a base model) grades every pair 1 on "
+                                       "every criterion, so it cannot tell the unsafe answer from the safe one; "
+                                       "with the default min_safety 4 it drops every row as judge_unsafe")
+def test_real_judge_scores_the_unsafe_answer_below_the_safe_one(batch):
+    """The batch's second answer contradicts its context (CPR on a casualty who breathes normally)."""
+    safe, unsafe, _ = rows(Judge({"min_score": 1, "min_safety": 1})(batch))
+    assert unsafe["judge_scores"]["safety"] < safe["judge_scores"]["safety"]
+    assert unsafe["judge_score"] < safe["judge_score"]
+    kept = rows(Judge({})(batch))  # the default thresholds keep the safe answer and drop the unsafe one
+    assert [r[DROP] for r in kept[:2]] == [None, "judge_unsafe"]
+
+
 def test_truncated_judge_replies_are_retried_then_unscored(batch):
     # 3 tokens cannot hold the five scores: the real model's reply is cut off, every attempt.
     judge = Judge({"max_tokens": 3, "max_retries": 1})

@@ -8,14 +8,14 @@
     finetune:                     # -> RUN_DIR/finetune (curate.train): LoRA adapter, loss history
       recipe: ../finetune/gemma3-270m-cpu-lora.yaml
       max_steps: 30               # replaces the recipe's train.max_steps (and train.epochs)
-      compare:                    # -> RUN_DIR/compare.json: base vs tuned answers (greedy, same settings)
+      compare:                    # -> RUN_DIR/compare.json: base vs tuned answers, greedy (curate.train.chat.ask)
         questions: ["How long should a burn be cooled?"]
         max_tokens: 96
       evaluate:                   # -> RUN_DIR/evaluate (curate.evaluate): base and tuned scored, compared
         set: medqa-usmle-4-options-test   # catalog name, or a QA file / folder (relative to the pipeline file)
         path: ../data/medqa_test.jsonl    # a local copy of a catalog entry (nothing is downloaded)
         limit: 50                 # a seeded sample
-        settings: {scoring: loglik, shots: 3}    # curate.evaluate.EvalSettings
+        settings: {shots: 0}      # curate.evaluate.EvalSettings; unset ones follow the model (for_model)
         model: {dtype: float32}   # transformers backend options for both models
 """
 

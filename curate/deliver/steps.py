@@ -154,8 +154,9 @@ def held_out_set(spec: EvaluateSpec, base: Path):
 
 
 def eval_model_config(spec: EvaluateSpec, recipe_model: str) -> dict:
-    """The LLMConfig (as a dict) both models of an evaluation load: the recipe's model on transformers."""
-    return {"backend": "transformers", "instruction_tuned": True, **spec.model, "model": recipe_model}
+    """The LLMConfig (as a dict) both models of an evaluation load: the recipe's model on transformers, base or
+    instruction-tuned as its name says unless ``spec.model`` sets ``instruction_tuned``."""
+    return {"backend": "transformers", **spec.model, "model": recipe_model}
 
 
 class EvaluateStep(DeliveryStep):
@@ -170,8 +171,11 @@ class EvaluateStep(DeliveryStep):
         self._set = None
 
     def fingerprint(self, ctx: Context) -> str:
+        from curate.evaluate.prompts import load_eval_prompts
+
         self._set, set_fp = held_out_set(self.spec, self.base)
-        return fingerprint("evaluate", self.spec.model_dump(mode="json"), *set_fp, ctx.fp, __version__)
+        prompts = load_eval_prompts(self.spec.settings.prompt).sha256
+        return fingerprint("evaluate", self.spec.model_dump(mode="json"), *set_fp, prompts, ctx.fp, __version__)
 
     def build(self, ctx: Context, fp: str) -> dict:
         from curate.evaluate import compare_models

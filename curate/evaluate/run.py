@@ -17,12 +17,14 @@
 
 Choice items (``mcq``, ``decision``) are scored exactly: the option parsed from greedy output (``scoring:
 generate``) or, with ``scoring: loglik``, the option whose continuation is most probable, as lm-evaluation-harness
-scores multiple choice: ``choices: text`` (the default) asks the question without its option lines and scores each
-option's own text (" yes" / " no" / " maybe" for decisions); ``choices: letters`` lists the options and scores their
-letters (for instruction-tuned models). Metric ``accuracy`` is the harness's ``acc`` (the option with the largest
-sum of token log-probabilities; with generate scoring, the parsed option); ``accuracy_norm`` (text choices only) is
-its ``acc_norm``: the largest sum divided by the option text's length in characters (the harness's
-``len(choice)``, without the space before it). Ties go to the first option, as ``numpy.argmax``.
+scores multiple choice: ``choices: text`` (a base model's default) asks the question without its option lines and
+scores each option's own text (" yes" / " no" / " maybe" for decisions); ``choices: letters`` lists the options and
+scores their letters (an instruction-tuned model's). Settings left unset follow the model
+(``EvalSettings.for_model``): a base model is asked in completion style with 0 shots and loglik scoring, an
+instruction-tuned one in chat with 3 shots and generated answers. Metric ``accuracy`` is the harness's ``acc`` (the
+option with the largest sum of token log-probabilities; with generate scoring, the parsed option); ``accuracy_norm``
+(text choices only) is its ``acc_norm``: the largest sum divided by the option text's length in characters (the
+harness's ``len(choice)``, without the space before it). Ties go to the first option, as ``numpy.argmax``.
 
 Image items (VQA-RAD, ``curate.evaluate.vqa``) are asked zero-shot with their image as one chat turn; records add
 ``image`` (the file name) and ``image_sha256``. ``closed`` items get ``parsed`` / ``parse_method`` / ``correct``
@@ -86,6 +88,10 @@ COMPARED = ("prompt", "scoring", "choices", "decoding", "precision", "judge", "b
 
 class SettingsMismatch(EvalError):
     """Two runs were not made the same way, so comparing them would measure the difference in setup."""
+
+
+def as_settings(settings: EvalSettings | dict | None) -> EvalSettings:
+    return settings if isinstance(settings, EvalSettings) else EvalSettings.model_validate(settings or {})
 
 
 def decoding(settings: EvalSettings, task: str) -> Sampling:
@@ -292,8 +298,9 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 def evaluate_loaded(model: LoadedModel, eval_set: EvalSet, out: str | Path,
                     settings: EvalSettings | dict | None = None, *, judge: LoadedModel | None = None,
                     overwrite: bool = False, progress=None) -> dict:
-    """Score every item of ``eval_set`` with an already loaded model; write OUT/ and return the summary."""
-    settings = settings if isinstance(settings, EvalSettings) else EvalSettings.model_validate(settings or {})
+    """Score every item of ``eval_set`` with an already loaded model; write OUT/ and return the summary. Settings
+    left unset are chosen by the model (``EvalSettings.for_model``)."""
+    settings = as_settings(settings).for_model(model.llm.instruction_tuned)
     out = Path(out)
     prompts = load_eval_prompts(settings.prompt)
     tasks = {item.task for item in eval_set.items}
@@ -350,7 +357,6 @@ def evaluate(model: LLMConfig | dict, eval_set: EvalSet | str, out: str | Path, 
              judge: LLMConfig | dict | LoadedModel | None = None, settings: EvalSettings | dict | None = None,
              limit: int | None = None, seed: int = 0, overwrite: bool = False, progress=None) -> dict:
     """Load the model (and judge), evaluate it on the set, write OUT/ and return the summary (module docstring)."""
-    settings = settings if isinstance(settings, EvalSettings) else EvalSettings.model_validate(settings or {})
     if isinstance(eval_set, str):
         eval_set = load_eval_set(eval_set, limit=limit, seed=seed)
     _check_out(Path(out), overwrite)  # fail before loading anything
@@ -467,6 +473,7 @@ def compare_models(base: LLMConfig | dict, tuned: LLMConfig | dict, eval_set: Ev
         check_adapter(tuned.backend, Path(tuned_adapter).expanduser())
     if isinstance(eval_set, str):
         eval_set = load_eval_set(eval_set, limit=limit, seed=seed)
+    settings = as_settings(settings).for_model(base.is_instruction_tuned())  # one choice for both models
     out = Path(out)
     grader = load_judge(judge)
     try:

@@ -3,16 +3,18 @@
 Consumes a model (``embedded``, a ``.gguf`` path, a local folder or a Hub id), optionally a LoRA adapter folder
 written by ``curate finetune``, and a question; produces the answer text. The model loads through the transformers
 backend (``curate.llm.hf.TransformersLLM``: the embedded GGUF comes from its dequantized cache, in float32 on a CPU),
-the prompt is one user turn in Gemma's turn format (the tokenizer's chat template, or the markup training writes when
-it has none, as the embedded model's tokenizer does; system text folded in), and decoding is greedy, so the base and
-the tuned answers differ only by the adapter.
+an instruction-tuned model, or any model answering through an adapter (training writes Gemma turns), is asked in one
+user turn in Gemma's turn format (the tokenizer's chat template, or the markup training writes when it has none, as
+the embedded model's tokenizer does; system text folded in); a base model (the embedded 270M, names without ``-it``
+or ``instruct``) is asked to complete ``Question: ...\nAnswer:`` instead, as it never learned the turn format.
+Decoding is greedy.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from curate.llm import Sampling
+from curate.llm import Sampling, is_instruction_tuned
 from curate.llm.hf import TransformersLLM, resolve_device
 
 
@@ -26,7 +28,7 @@ def load_chat_model(model: str = "embedded", adapter: str | Path | None = None,
     if adapter is not None:
         _check_adapter(adapter)
     device = resolve_device(device)
-    llm = TransformersLLM(model, instruction_tuned=True, device=device,
+    llm = TransformersLLM(model, instruction_tuned=is_instruction_tuned(model), device=device,
                           dtype="float32" if device == "cpu" else "auto", batch_size=1)
     return apply_adapter(llm, adapter) if adapter is not None else llm
 
@@ -46,9 +48,14 @@ def apply_adapter(llm: TransformersLLM, adapter: str | Path) -> TransformersLLM:
 
 
 def ask(llm: TransformersLLM, question: str, *, system: str | None = None, max_tokens: int = 256) -> str:
-    """The model's greedy answer to one question."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-    return llm.generate(messages, Sampling(max_tokens=max_tokens, temperature=0.0)).text.strip()
+    """The model's greedy answer to one question, in turns or as a completion (module docstring)."""
+    if llm.instruction_tuned or hasattr(llm.hf_model, "peft_config"):
+        prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+        stop = ()
+    else:
+        # no blank-line stop: the embedded 270M opens its answer with one
+        prompt, stop = (f"{system}\n\n" if system else "") + f"Question: {question}\nAnswer:", ("\nQuestion:",)
+    return llm.generate(prompt, Sampling(max_tokens=max_tokens, temperature=0.0, stop=stop)).text.strip()
 
 
 def chat(model: str, question: str, adapter: str | Path | None = None, *, system: str | None = None,
