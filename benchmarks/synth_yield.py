@@ -13,7 +13,7 @@ Documents (``../shared/realdata/pdf``; ``key:pages:chunks``, 0 chunks = every ch
 Setup (not timed): each document's pages are read by the PDF connector, chunked and indexed as ``curate index`` does
 (size 200, overlap 40) into one index (the retrieval corpus of every document); ``chunks`` of each document, sampled
 with a fixed seed, are the synthesis input. Modes: ``writer`` (the default for the embedded model: the shipped
-question writer), ``templates``, ``both`` (templates, and the base model prompted few-shot where none fits),
+question writer, up to 5 units per chunk), ``writer-3units`` (at most 3, the earlier default), ``templates``, ``both`` (templates, and the base model prompted few-shot where none fits),
 ``abstractive``. Each runs ``synth_qa`` (defaults but the mode; batches of 8 chunks) -> ``heuristics`` ->
 ``grounding`` -> ``dedup`` through the runner as a pipeline does. Timed: synthesis (model loaded inside the stage,
 as in a run) and the filters.
@@ -48,7 +48,8 @@ REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / 
 DOCS = {"fm": "us_army_FM4-25.11_first_aid.pdf", "who": "who_psychological_first_aid_field_workers_2011.pdf",
         "wash": "who_health_edrm_wash_factsheet_2017.pdf"}
 FILTERS = ("heuristics", "grounding", "dedup")
-MODES = {"writer": {"question_source": "writer"}, "templates": {"question_source": "templates"},
+MODES = {"writer": {"question_source": "writer"}, "writer-3units": {"question_source": "writer", "units_per_chunk": 3},
+         "templates": {"question_source": "templates"},
          "both": {"question_source": "both"}, "abstractive": {"answer_mode": "abstractive"}}
 
 

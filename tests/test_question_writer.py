@@ -195,3 +195,7 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
     assert unusable(Unit("Are there areas to avoid entering because they are not secure?", 0)) == "asks"
     assert unusable(Unit("The following items are minimum safety equipment for each vehicle.", 0)) == "announces"
     assert unusable(Unit("It is important to keep the casualty warm and dry while you wait for help.", 0)) is None
+    # a WASH fact-sheet list item whose lead-in the two-column layout lost, and a gerund that is a subject
+    assert unusable(Unit("Providing an adequate quantity of safe water and accessible sanitation services during a "
+                         "disaster to reduce risk of infections.", 0)) == "verbless"
+    assert unusable(Unit("Listening to someone's story can be a great support.", 0)) is None

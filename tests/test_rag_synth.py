@@ -102,7 +102,7 @@ def test_abstractive_pairs_are_grounded_in_cited_chunks(index_dir, realdata):
     rows = read(out)
     rejects = read_jsonl(out / "rejects.jsonl")
     assert stats.rows_in == len(chunks) and stats.counters["tokens_generated"] > 0
-    assert len(rows) + len(rejects) >= 1
+    assert len(rows) + len(rejects) == len(chunks)  # one question per chunk: each is kept or rejected, none lost
     assert {r["reason"] for r in rejects} <= REASONS
     for r in rejects:
         if r["reason"].startswith("malformed"):
@@ -226,6 +226,15 @@ def test_killed_writer_synthesis_resumes_to_identical_rows(written, index_dir):
     synth_folder(index_dir, out_b, WRITER, batch_size=1)
     assert read(out_b) == read(out_a)
     assert read_jsonl(out_b / "rejects.jsonl") == read_jsonl(out_a / "rejects.jsonl")
+
+
+def test_a_prompt_over_the_context_window_is_a_generation_error_with_its_message(index_dir):
+    out = index_dir.parent / "synth-overflow"
+    synth_folder(index_dir, out, {**ABSTRACTIVE, "max_retries": 0, "llm": {"n_ctx": 128}}, batch_size=4)
+    rejects = read_jsonl(out / "rejects.jsonl")
+    assert rejects and not read(out)
+    assert {r["reason"] for r in rejects} == {"generation_error"}
+    assert all("context window" in r["detail"] for r in rejects), rejects[0]["detail"]
 
 
 def test_index_of_the_run_answers_questions_by_retrieval(index_dir):

@@ -87,10 +87,12 @@ _ASKS = (  # (question opening, what the answer must contain for the question to
                 r"compared)\b", re.I)),
 )
 _ACTION = re.compile(r"^(?:what (?:should|must|can|could) (?:i|you|we|one|someone|a first aider|first aiders) do|"
-                     r"what (?:should|must) be done|what (?:action|steps?) should)\b", re.IGNORECASE)
+                     r"what (?:should|must) be done|what (?:action|steps?) should|what is the (?:best|right|proper) "
+                     r"way to)\b", re.IGNORECASE)
 _OBLIGES = re.compile(r"\b(?:should|must|need to|needs to|have to|has to|do not|don[’']t|never|always|avoid|"
                       r"you can|try to|"
-                      r"is (?:best|important|essential|necessary|recommended)|are (?:important|essential|necessary))\b",
+                      r"is (?:the )?(?:best|important|essential|necessary|recommended)|"
+                      r"are (?:the )?(?:best|important|essential|necessary))\b",
                       re.IGNORECASE)
 _LEADING_CLAUSE = re.compile(r"^(?:if|when|once|after|before|while|until|unless|in|for|during|to)\b[^,;:]*[,;:]\s*",
                              re.IGNORECASE)

@@ -11,8 +11,8 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   - ``writer`` (the default for a base model): the question writer shipped with curate (``curate.llm.writer``, a
     LoRA on the embedded Gemma 3 270M trained to ask what an answer span answers) writes ``writer.candidates``
     questions per unit, many units per forward pass. Units that only announce what follows or are questions
-    themselves or open by pointing outside the chunk are skipped (``units_skipped_announces`` / ``_asks`` /
-    ``_dangling``). A candidate must end its line, stand alone (``curate.rag.extractive.question_problem``), ask
+    themselves, open by pointing outside the chunk or have no verb are skipped (``units_skipped_announces`` /
+    ``_asks`` / ``_dangling`` / ``_verbless``). A candidate must end its line, stand alone (``curate.rag.extractive.question_problem``), ask
     what the unit can answer (``answer_type_problem``), not restate the unit (``restates_unit``) and bring no
     content word the unit cannot speak to (``adds_context``: "... if the animal is a fish?"). The
     ``writer.scored`` likeliest usable candidates then go through the
@@ -30,14 +30,15 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   ``min_question_similarity``. The answer is the unit's text, cited to its chunk and pages; the context holds the
   ``top_k`` passages the question retrieved (more when the unit's chunk ranks lower). Drop reasons:
   ``no_answerable_unit`` (the chunk row; detail: skipped spans by reason; ``no_template_question`` with templates
-  only), ``malformed_question``, ``not_a_question``, ``mentions_source``, ``unresolved_pronoun``, ``copied_example``
-  (after ``max_retries`` extra attempts; the raw output kept), ``wrong_answer_type``, ``restates_unit``,
-  ``adds_context``,
-  ``not_singled_out``, ``duplicate_question`` (repeats a question kept for the same chunk), ``round_trip_failed``,
+  only), ``generation_error`` (the backend's message as detail), ``malformed_question``, ``not_a_question``,
+  ``mentions_source``, ``unresolved_pronoun``, ``copied_example`` (after ``max_retries`` extra attempts; the raw
+  output kept), ``wrong_answer_type``, ``restates_unit``, ``adds_context``, ``not_singled_out``,
+  ``duplicate_question`` (repeats a question kept for the same chunk), ``round_trip_failed``,
   ``question_off_unit``.
 - ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
   ``questions_per_chunk`` questions per chunk; the ``top_k`` nearest chunks are retrieved *by each question*; the LLM
-  answers from those passages only and cites them by number. Drop reasons: ``insufficient_context``, ``no_citation``,
+  answers from those passages only and cites them by number. Drop reasons: ``generation_error``,
+  ``insufficient_context``, ``no_citation``,
   ``copied_example`` (the answer repeats a few-shot example), ``malformed_questions`` / ``malformed_answer`` (raw
   output kept). Questions that repeat an example are discarded before answering.
 
@@ -57,7 +58,7 @@ Example::
     - stage: synth_qa
       batch_size: 8            # chunks per checkpoint
       answer_mode: auto        # extractive | abstractive | auto
-      units_per_chunk: 3       # extractive
+      units_per_chunk: 5       # extractive
       questions_per_chunk: 2   # abstractive
       top_k: 3
       llm: {backend: llamacpp}  # the embedded Gemma 3 270M
@@ -124,7 +125,7 @@ class SynthQAConfig(StageConfig):
     prompt: str = "synth_qa.v2"
     answer_mode: Literal["auto", "extractive", "abstractive"] = "auto"
     questions_per_chunk: int = Field(default=2, ge=1, le=10)
-    units_per_chunk: int = Field(default=3, ge=1, le=20)
+    units_per_chunk: int = Field(default=5, ge=1, le=20)
     question_source: Literal["auto", "writer", "templates", "llm", "both"] = "auto"
     writer: WriterConfig = Field(default_factory=WriterConfig)
     min_unit_words: int = Field(default=MIN_WORDS, ge=1)
@@ -264,7 +265,9 @@ class SynthQA(Stage):
     def _generate(self, prompts: list, key: str, sampling: SamplingConfig, schema: dict,
                   parse) -> list[tuple[Any, Generation]]:
         """Generate with bounded retries; returns (parsed, last generation) per prompt, in order. ``parse`` returns
-        the parsed value, or None or a ``Failed`` reason for output worth another attempt.
+        the parsed value, or None or a ``Failed`` reason for output worth another attempt; a generation the backend
+        reports as an error (a prompt over the context window, a server's 4xx) is ``Failed("generation_error")``, its
+        message kept as the reject's detail.
 
         Each attempt is one batched call seeded from ``key`` (the batch's chunk ids) and the attempt number, so a
         rerun of the same batch reproduces it.
@@ -280,7 +283,7 @@ class SynthQA(Stage):
             for i, gen in zip(todo, self.llm.generate_batch([prompts[i] for i in todo], params, schema)):
                 self.counters["tokens_generated"] += gen.completion_tokens
                 last[i] = gen
-                results[i] = parse(gen.text)
+                results[i] = Failed("generation_error") if gen.error else parse(gen.text)
             todo = [i for i in todo if results[i] is None or isinstance(results[i], Failed)]
         return list(zip(results, last))
 
@@ -305,8 +308,9 @@ class SynthQA(Stage):
             lambda t: parse_questions(t, c.questions_per_chunk, c.min_question_chars, self.prompts.examples))
         pending = []  # (chunk, question index, question)
         for ch, (questions, gen) in zip(chunks, q_results):
-            if questions is None:
-                out.append({**ch, DROP: "malformed_questions", DROP_DETAIL: gen.text})
+            if questions is None or isinstance(questions, Failed):
+                out.append({**ch, DROP: questions.reason if questions else "malformed_questions",
+                            DROP_DETAIL: gen.error or gen.text})
                 continue
             pending += [(ch, j, q) for j, q in enumerate(questions)]
         hits = self.index.query([q for _, _, q in pending], c.top_k)
@@ -341,7 +345,7 @@ class SynthQA(Stage):
                 reason = reason or answer_type_problem(question, unit.text)
                 if reason:
                     out.append(self._unit_row(ch, j, unit, question if isinstance(question, str) else None, source,
-                                              [], gen[1], reason, gen[1].text))
+                                              [], gen[1], reason, gen[1].error or gen[1].text))
                     continue
             elif reason := answer_type_problem(question, unit.text):
                 out.append(self._unit_row(ch, j, unit, question, source, [], None, reason, question))
@@ -537,7 +541,8 @@ class SynthQA(Stage):
 
     def _qa_row(self, chunk: dict, j: int, question: str, retrieved: list, parsed, gen: Generation) -> dict:
         c = self.config
-        answer, cited = parsed if parsed else (gen.text, [])
+        failed = parsed if isinstance(parsed, Failed) else None
+        answer, cited = parsed if parsed and not failed else (gen.text, [])
         row = make_qa(
             question=question, answer=answer, source=chunk["source"], license=chunk["license"],
             origin=chunk["provenance"]["origin"], revision=chunk["provenance"]["revision"],
@@ -549,7 +554,9 @@ class SynthQA(Stage):
         row["context"] = numbered(retrieved)
         row["citations"] = [{"chunk_id": h.id, "doc_id": h.doc_id, "page": h.page, "page_end": h.page_end}
                             for n, h in enumerate(retrieved, 1) if n in cited]
-        if parsed is None:
+        if failed:
+            row[DROP], row[DROP_DETAIL] = failed.reason, gen.error
+        elif parsed is None:
             row[DROP], row[DROP_DETAIL] = "malformed_answer", gen.text
         elif INSUFFICIENT in answer.upper().replace(" ", "_"):
             row[DROP] = "insufficient_context"
@@ -568,15 +575,32 @@ _DANGLING = re.compile(r"^(?:(?:it|its|this|these|those|they|their|such|he|his|s
                        r"(?:this|these|those|that|such)\b|(?:or|and|but|also|however|otherwise|then)\b)", re.IGNORECASE)
 
 
+_FINITE = re.compile(r"\b(?:is|are|was|were|be|can|could|will|would|should|must|may|might|does|do|did|helps?|saves?|"
+                     r"means|allows?|makes?|requires?|reduces?|prevents?|causes?|includes?|involves?|gives?)\b",
+                     re.IGNORECASE)
+_RELATIVE = re.compile(r"\b(?:which|that|who|where)\b[^,.;:]*", re.IGNORECASE)
+
+
+def verbless(text: str) -> bool:
+    """True for a gerund phrase with no verb of its own ("Providing safe disposal of clinical waste to protect
+    health care workers."): an item whose list lead-in was lost, not a statement."""
+    first = text.split()[0] if text.split() else ""
+    main = re.sub(r"\bto \w+", "", _RELATIVE.sub("", text))  # "... to reduce risk": not a verb of its own
+    return first.endswith("ing") and first[:1].isupper() and not _FINITE.search(main)
+
+
 def unusable(unit: Unit) -> str | None:
     """Why a unit cannot be an answer to the writer's question, or None: ``announces`` (a prose unit that only
     announces what follows, "The following items are minimum safety equipment.": its items are not in it), ``asks``
     (it is itself a question, as checklists are written) or ``dangling`` (it opens by pointing at what came before
-    it, outside the chunk: "It should extend at least 4 inches ...", "Because of these possible complications, ...")."""
+    it, outside the chunk: "It should extend at least 4 inches ...", "Because of these possible complications, ...")
+    or ``verbless`` (a list item without its lead-in: ``verbless``)."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
     if _DANGLING.match(unit.text):
         return "dangling"
+    if not unit.is_list and verbless(unit.text):
+        return "verbless"
     return "announces" if not unit.is_list and _ANNOUNCES.search(unit.text.rstrip(".")) else None
 
 
