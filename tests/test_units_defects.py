@@ -159,3 +159,19 @@ def test_templates_refuse_what_a_reader_could_not_answer(fm_pages, who_pages):
     assert ask(next(t for t in texts(fm_pages[84]) if t.startswith("Fold the two bandages"))) is None
     assert ask("Raise the litter at the same time as the other bearers.") is None
     assert ask(next(t for t in texts(fm_pages[57]) if t.startswith("Apply pressure above and below"))) is None
+
+
+def test_a_run_in_heading_without_a_period_is_not_part_of_the_answer():
+    """Headings set off only by the next sentence's capital, as the demo manual and many guidelines print them."""
+    texts = {"Severe bleeding Apply firm, direct pressure on the wound with a clean dressing or cloth.":
+             "Apply firm, direct pressure on the wound with a clean dressing or cloth.",
+             "Shock Shock is a life-threatening failure of the circulation, often after severe bleeding.":
+             "Shock is a life-threatening failure of the circulation, often after severe bleeding.",
+             "The recovery position A casualty who is unresponsive but breathing normally is rolled onto their side.":
+             "A casualty who is unresponsive but breathing normally is rolled onto their side.",
+             "Dressings are sterile pads or compresses used to cover wounds and keep them clean.":
+             "Dressings are sterile pads or compresses used to cover wounds and keep them clean.",
+             "IF A SERVICE MEMBER'S BEHAVIOR ENDANGERS THE MISSION, THE LEADER MUST ACT AT ONCE.":
+             "IF A SERVICE MEMBER'S BEHAVIOR ENDANGERS THE MISSION, THE LEADER MUST ACT AT ONCE."}  # no heading in it
+    for text, unit in texts.items():
+        assert [u.text for u in answerable_units(text)[0]] == [unit], text

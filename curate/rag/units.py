@@ -21,7 +21,8 @@ immediately."); a "NOTE"/"CAUTION"/"WARNING" prefix removed; shouted words in se
 "Do not remove", "all of HIS" -> "his"), acronyms ("CPR", "MTF", "MARK I") kept. Abbreviations ("e.g.", "i.e.",
 "etc.", "approx.", "Fig.") never end a sentence. Skipped, with the reason counted:
 
-- ``heading``: a short line without final punctuation ("2-20. Tourniquet", "WARNING");
+- ``heading``: a short line without final punctuation ("2-20. Tourniquet", "WARNING"); a heading run into its
+  paragraph with no period ("Severe bleeding Apply firm pressure ...") is removed from the unit;
 - ``furniture``: page labels ("1-11"), running titles ("FM 4-25.11/NTRP ..."), figure and table captions;
 - ``contents``: table-of-contents lines (dot leaders or a trailing page number);
 - ``reference``: a span that only points elsewhere ("Refer to Chapter 4 ...", "See paragraph 2-18") or cites a
@@ -79,6 +80,9 @@ _FIGURE_REF = re.compile(  # "(Figure 3- 31A)", "(refer to paragraph 2-16 to 2-1
     r"\s+[A-Z0-9][^()]*\)|(?:(?<=[.!?])\s+|^)(?:figure|fig\.|table)\s+[A-Z]?[\d-]+[A-Z]?\.(?=\s+[A-Z]|\s*$)",
     re.IGNORECASE)
 _RUN_IN = re.compile(r"^(?P<head>[A-Z][\w’' ,/-]{0,60}?)(?P<space> ?)\.\s{1,2}(?=[\"“(]?[A-Z])")
+_BARE_RUN_IN = re.compile(r"^(?P<head>[A-Z][\w’'-]*(?: [a-z][\w’'-]*){0,5}) (?P<next>[A-Z][a-z’']*)\b")
+_OPENERS = frozenset("a an the if when before after do don't don’t never always once while most some any every each "
+                     "in for".split())
 _FINITE = frozenset("is are was were be been has have had may might can could must should will would do does did "
                     "shall cannot".split())
 _NOT_IN_HEADINGS = frozenset("the a an his her its their your this that these those him it them he she they "
@@ -142,12 +146,26 @@ def _run_in_heading(text: str) -> int:
     lower-case words ("Dressings are sterile pads ...", "Start cooling casualty immediately.")."""
     m = _RUN_IN.match(text)
     if not m:
-        return 0
+        return _bare_run_in(text)
     words = m["head"].replace("/", " ").replace(",", " ").split()
     title = all(w[0].isupper() for w in words if len(w) > 3) and not (m["head"].isupper() and len(words) > 3)
     lower = {w.lower() for w in words}
     phrase = len(words) <= 4 and words[0].lower() not in IMPERATIVES and not lower & (_FINITE | _NOT_IN_HEADINGS)
     return m.end() if m["space"] or title or phrase else 0
+
+
+def _bare_run_in(text: str) -> int:
+    """The length of a run-in heading set off by nothing but the capital of the sentence after it ("Severe bleeding
+    Apply firm, direct pressure ...", "Shock Shock is ...", "The recovery position A casualty who ..."): up to six
+    words without a verb, then a word that opens sentences (an imperative, a determiner or conjunction, or the
+    heading's own first word again); 0 otherwise."""
+    m = _BARE_RUN_IN.match(text)
+    if not m or m["head"].isupper():
+        return 0
+    head = m["head"].lower().split()
+    nxt = m["next"].lower()
+    opens = nxt in IMPERATIVES or nxt in _OPENERS or nxt == head[0]
+    return m.start("next") if opens and not set(head) & (_FINITE | {"to", "or"}) else 0
 
 
 def _caps_words(text: str) -> dict[str, bool]:
