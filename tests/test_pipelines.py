@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -85,6 +87,12 @@ def _jpeg(shade: int) -> bytes:
     return buf.getvalue()
 
 
+def _answer(row: dict) -> str:
+    """The text of a messages row's answer (its content is a string or a list of parts)."""
+    content = row["messages"][1]["content"]
+    return content if isinstance(content, str) else " ".join(p["text"] or "" for p in content if p["type"] == "text")
+
+
 def test_radiology_vqa_on_local_copies(tmp_path, realdata):
     images = tmp_path / "images"
     images.mkdir()
@@ -102,6 +110,10 @@ def test_radiology_vqa_on_local_copies(tmp_path, realdata):
     assert rows and all(r["images"] and r["images"][0].size for r in rows)  # images decode after load_dataset
     questions = {r["messages"][0]["content"][1]["text"] for r in rows}
     assert "Which imaging modality is this?" in questions
+    # closed questions come as a Yes and a No on the same image: the training set does not teach "always Yes"
+    verdicts = Counter((r["images"][0].tobytes(), _answer(r).split(".")[0]) for r in rows
+                       if re.match(r"(Yes|No)\.", _answer(r)))
+    assert verdicts and all(verdicts[image, "Yes"] == verdicts[image, "No"] for image, _ in verdicts)
     assert {r["source"] for r in rows} == {"rocov2-radiology", "dicom-local"}
 
 
