@@ -493,3 +493,33 @@ def test_sync_call_inside_a_running_event_loop(scripted):
 
     assert [o.text for o in asyncio.run(inside())] == ["echo a", "echo b"]
     assert [o.text for o in asyncio.run(llm.agenerate_batch(["c"]))] == ["echo c"]
+
+
+def test_synth_qa_keeps_a_failed_batchs_finished_generations(scripted):
+    """A batch whose one request exhausts the backend's retries: synth_qa keeps the other answers (each requested
+    once) and asks again only for the failed prompt, with the same seed; a prompt that never succeeds still raises."""
+    from curate.rag.synth import SamplingConfig, SynthQA
+
+    url, script = scripted
+    failures = {"flaky": 3}  # 1 try + 2 retries: the backend gives up once, then the server recovers
+
+    def respond(n, req):
+        prompt = req["body"]["prompt"]
+        if failures.get(prompt, 0) > 0:
+            failures[prompt] -= 1
+            return 503, {}, {"error": "overloaded"}
+        return 200, {}, completion(req)
+
+    script.respond = respond
+    stage = SynthQA({"max_retries": 0})
+    stage.llm = client(url, max_retries=2)
+    out = stage._generate(["ok 1", "flaky", "ok 2"], "chunk-1", SamplingConfig(), {}, lambda text: text)
+    assert [parsed for parsed, _ in out] == ["echo ok 1", "echo flaky", "echo ok 2"]
+    sent = [r["body"]["prompt"] for r in script.requests]
+    assert sent.count("ok 1") == sent.count("ok 2") == 1 and sent.count("flaky") == 4
+    assert len({r["body"]["seed"] for r in script.requests}) == 1
+    assert stage.counters["tokens_generated"] == 9
+
+    failures["down"] = 99
+    with pytest.raises(TransientError, match="1 of 1 requests"):
+        stage._generate(["down"], "chunk-2", SamplingConfig(), {}, lambda text: text)

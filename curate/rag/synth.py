@@ -270,8 +270,12 @@ class SynthQA(Stage):
         message kept as the reject's detail.
 
         Each attempt is one batched call seeded from ``key`` (the batch's chunk ids) and the attempt number, so a
-        rerun of the same batch reproduces it.
+        rerun of the same batch reproduces it. When a backend's ``TransientError`` carries ``partial`` results, the
+        finished generations are kept and only the failed prompts are sent again, with the same seed; an error that
+        finished none is raised.
         """
+        from curate.llm.base import TransientError
+
         results: list[Any] = [None] * len(prompts)
         last: list[Generation | None] = [None] * len(prompts)
         todo = list(range(len(prompts)))
@@ -280,10 +284,20 @@ class SynthQA(Stage):
                 break
             params = Sampling(sampling.max_tokens, sampling.temperature, sampling.top_p,
                               chunk_seed(sampling.seed, key, attempt))
-            for i, gen in zip(todo, self.llm.generate_batch([prompts[i] for i in todo], params, schema)):
-                self.counters["tokens_generated"] += gen.completion_tokens
-                last[i] = gen
-                results[i] = Failed("generation_error") if gen.error else parse(gen.text)
+            pending = todo
+            while pending:
+                try:
+                    done = list(zip(pending, self.llm.generate_batch([prompts[i] for i in pending], params, schema)))
+                except TransientError as err:
+                    done = [(i, gen) for i, gen in zip(pending, getattr(err, "partial", None) or []) if gen]
+                    if not done:
+                        raise
+                for i, gen in done:
+                    self.counters["tokens_generated"] += gen.completion_tokens
+                    last[i] = gen
+                    results[i] = Failed("generation_error") if gen.error else parse(gen.text)
+                finished = {i for i, _ in done}
+                pending = [i for i in pending if i not in finished]
             todo = [i for i in todo if results[i] is None or isinstance(results[i], Failed)]
         return list(zip(results, last))
 
