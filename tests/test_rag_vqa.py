@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -331,11 +332,19 @@ def test_llm_mode_writes_questions_for_caption_answers_with_the_real_gemma(roco_
 
     stage = SynthVQA({"mode": "llm"})
     out = stage({k: [r[k] for r in roco_rows] for k in roco_rows[0]})
-    made = pairs_by_image([dict(zip(out, values)) for values in zip(*out.values())])
+    out_rows = [dict(zip(out, values)) for values in zip(*out.values())]
+    made = pairs_by_image(out_rows)
     with_finding = [r for r in roco_rows if vqa.finding_span(r["caption"])]
     kept = {i: p for i, p in made.items() if p}
     dropped = {k: v for k, v in stage.counters.items() if k.startswith("llm_")}
     assert len(kept) + sum(dropped.values()) == len(with_finding) and stage.counters["tokens_generated"] > 0
+    # each question not kept is one reject of its image, with the reason counted and the model's raw output
+    rejects = [r for r in out_rows if (r.get(DROP) or "").startswith("llm_")]
+    assert Counter(r[DROP] for r in rejects) == dropped and sum(dropped.values()) > 0
+    assert all('"question"' in r["_drop_detail"] for r in rejects if r[DROP] != "llm_malformed")
+    assert {r["id"] for r in rejects} | set(kept) == {r["id"] for r in with_finding}
+    assert [r[DROP] for r in out_rows if r.get(DROP) == "no_pairs"] == ["no_pairs"] * (
+        len(roco_rows) - len(with_finding))  # an image with a rejected question is not also no_pairs
     by_id = {r["id"]: r for r in roco_rows}
     for image_id, pairs in kept.items():
         ((template, question, answer),) = pairs

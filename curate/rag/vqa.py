@@ -26,7 +26,8 @@ the caption and that answer (``prompts/synth_vqa.v1.yaml``, JSON grammar) and wr
 A question is kept only when it stands alone (``curate.rag.extractive.question_problem``: a question, no mention of
 the caption, no bare pronoun, not a few-shot copy), does not contain its answer and does not ask beyond what a
 caption states (causes, diagnosis, treatment, "most likely", "most common": ``asks_beyond_caption``); otherwise the
-pair is not made and ``llm_<problem>`` is counted.
+pair is not made, ``llm_<problem>`` is counted and the image row goes to the rejects with that reason and the
+model's raw output (``llm_malformed``: no JSON question; ``llm_generation_error``: the backend's message) as detail.
 
 Consumes ``image`` rows (``image``, ``caption``, ``cuis``, ``cui_names``, ``modality``, ``source``, ``license``,
 ``provenance``); other kinds pass through. Produces ``vqa`` rows (the same image, ``messages`` with one question and
@@ -55,7 +56,7 @@ from curate.llm.base import Sampling, first_json_object
 from curate.llm.prompts import load_prompt
 from curate.rag.extractive import question_problem
 from curate.schema import MODALITY_CUIS, make_image
-from curate.stage import DROP, Stage, StageConfig, rows
+from curate.stage import DROP, DROP_DETAIL, Stage, StageConfig, rows
 
 CAPTION_QUESTION = "Describe accurately what you see in this image."
 MODALITY_NAMES = {
@@ -266,33 +267,39 @@ class SynthVQA(Stage):
             self.llm = load_llm(self.config.llm)
             self.prompts = load_prompt(self.config.prompt)
 
-    def _llm_pairs(self, images: list[dict]) -> dict[str, list[tuple[str, str, str]]]:
+    def _llm_pairs(self, images: list[dict]) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, tuple]]:
         """image id -> its ``llm_finding`` pair, for the images whose caption has a finding and whose question
-        passes the checks."""
+        passes the checks; and image id -> (reason, raw output or backend error) for those whose question did not."""
         todo = [(row, span) for row in images if (span := finding_span(usable_caption(row.get("caption") or "")))]
         prompts = [self.prompts.render("vqa_question", self.llm.instruction_tuned, caption=row["caption"].strip(),
                                        answer=span[0].upper() + span[1:] + ".") for row, span in todo]
         sampling = Sampling(self.config.max_tokens, 0.0, 1.0, self.config.seed)
         out: dict[str, list[tuple[str, str, str]]] = {}
+        failed: dict[str, tuple[str, str]] = {}
         for (row, span), gen in zip(todo, self.llm.generate_batch(prompts, sampling, QUESTION_SCHEMA)):
             self.counters["tokens_generated"] += gen.completion_tokens
+            if gen.error:
+                failed[row["id"]] = ("llm_generation_error", gen.error)
+                continue
             try:
                 question = str(first_json_object(gen.text)["question"]).strip()
             except (ValueError, KeyError, TypeError):
-                self.counters["llm_malformed"] += 1
+                failed[row["id"]] = ("llm_malformed", gen.text)
                 continue
             problem = question_problem(question, self.prompts.examples) or (
                 "gives_answer_away" if span.lower() in question.lower() else
                 "asks_beyond_caption" if _BEYOND.search(question) else None)
             if problem:
-                self.counters[f"llm_{problem}"] += 1
+                failed[row["id"]] = (f"llm_{problem}", gen.text)
                 continue
             out[row["id"]] = [("llm_finding", question, span[0].upper() + span[1:] + ".")]
-        return out
+        for reason, _ in failed.values():
+            self.counters[reason] += 1
+        return out, failed
 
     def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
         images = [r for r in rows(batch) if r["kind"] == "image"]
-        written = self._llm_pairs(images) if self.config.mode != "templates" else {}
+        written, failed = self._llm_pairs(images) if self.config.mode != "templates" else ({}, {})
         out = []
         for row in rows(batch):
             if row["kind"] != "image":
@@ -302,7 +309,10 @@ class SynthVQA(Stage):
             names = row.get("cui_names") or [None] * len(row.get("cuis") or [])
             self.counters["unnamed_cui"] += sum(not n for n in names)
             made = (pairs(row, self.config) if self.config.mode != "llm" else []) + written.get(row["id"], [])
-            if not made:
+            if row["id"] in failed:
+                reason, detail = failed[row["id"]]
+                out.append({**row, DROP: reason, DROP_DETAIL: detail})
+            elif not made:
                 out.append({**row, DROP: "no_pairs"})
             for template, question, answer in made:
                 self.counters[f"template_{template}"] += 1
@@ -313,4 +323,4 @@ class SynthVQA(Stage):
                     revision=prov["revision"], caption=row["caption"], cuis=row["cuis"], cui_names=row["cui_names"],
                     modality=row["modality"], question=question, answer=answer,
                     meta={"template": template, "image_id": row["id"]}))
-        return {k: [r.get(k) for r in out] for k in [*batch, DROP]}
+        return {k: [r.get(k) for r in out] for k in [*batch, DROP, DROP_DETAIL]}
