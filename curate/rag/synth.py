@@ -42,7 +42,8 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   ``copied_example`` (the answer repeats a few-shot example), ``malformed_questions`` / ``malformed_answer`` (raw
   output kept). Questions that repeat an example are discarded before answering.
 
-A backend's ``TransientError`` fails the batch without marking it done, so a rerun retries it. Seeds derive from the
+A backend's ``TransientError`` fails the batch without marking it done, so a rerun retries it; when it carries the
+generations that finished (``partial``), those are kept and only the failed prompts are sent again first. Seeds derive from the
 batch's chunk ids (the writer's from each chunk's id and unit), and each batch's generation starts from an empty
 cache, so rerunning a batch (after a crash) reproduces its rows.
 
