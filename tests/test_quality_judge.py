@@ -99,3 +99,11 @@ def test_parse_scores_reads_an_unconstrained_reply():
     assert parse_scores(few_shot_run_on) == good
     assert parse_scores("Scores:\n1. " + json.dumps(good, indent=2) + "\nThe answer is safe.") == good
     assert parse_scores("Scores: faithfulness 4, accuracy 4") is None
+
+
+def test_a_prompt_over_the_context_window_leaves_the_row_unscored_with_the_backends_message(batch):
+    judge = Judge({"llm": {"n_ctx": 128}, "max_retries": 0})
+    out = rows(judge(batch))
+    assert [r[DROP] for r in out[:2]] == ["judge_unscored", "judge_unscored"]
+    assert all(r[DROP_DETAIL].startswith("generation error:") and "context window" in r[DROP_DETAIL]
+               for r in out[:2]), out[0][DROP_DETAIL]

@@ -228,6 +228,23 @@ def test_killed_writer_synthesis_resumes_to_identical_rows(written, index_dir):
     assert read_jsonl(out_b / "rejects.jsonl") == read_jsonl(out_a / "rejects.jsonl")
 
 
+def test_a_question_that_finds_its_chunk_but_sits_far_from_its_unit_is_off_unit(index_dir):
+    strict = index_dir.parent / "synth-strict"
+    loose = index_dir.parent / "synth-loose"
+    config = {"top_k": 2, "question_source": "templates"}
+    synth_folder(index_dir, loose, config, batch_size=4)
+    synth_folder(index_dir, strict, {**config, "min_question_similarity": 0.95}, batch_size=4)
+    off = [r for r in read_jsonl(strict / "rejects.jsonl") if r["reason"] == "question_off_unit"]
+    off_before = [r for r in read_jsonl(loose / "rejects.jsonl") if r["reason"] == "question_off_unit"]
+    before = read(loose)
+    kept = {r["messages"][0]["content"] for r in before} | {json.loads(r["detail"])["question"] for r in off_before}
+    assert len(off) > len(off_before)  # every pair kept before is kept or off unit now
+    assert len(read(strict)) + len(off) == len(before) + len(off_before)
+    for reject in off:
+        detail = json.loads(reject["detail"])
+        assert detail["rank"] is not None and detail["similarity"] < 0.95 and detail["question"] in kept
+
+
 def test_a_prompt_over_the_context_window_is_a_generation_error_with_its_message(index_dir):
     out = index_dir.parent / "synth-overflow"
     synth_folder(index_dir, out, {**ABSTRACTIVE, "max_retries": 0, "llm": {"n_ctx": 128}}, batch_size=4)

@@ -175,3 +175,17 @@ def test_a_run_in_heading_without_a_period_is_not_part_of_the_answer():
              "IF A SERVICE MEMBER'S BEHAVIOR ENDANGERS THE MISSION, THE LEADER MUST ACT AT ONCE."}  # no heading in it
     for text, unit in texts.items():
         assert [u.text for u in answerable_units(text)[0]] == [unit], text
+
+
+def test_the_procedure_list_of_present_passive_and_causes_templates_on_real_fm_units(fm_pages):
+    def asked(page: int, opening: str) -> tuple[str, str] | None:
+        unit = next(t for t in texts(fm_pages[page]) if t.startswith(opening))
+        return template_question(Unit(unit, 0))
+
+    assert asked(21, "Check for open fractures by looking for") == ("How do you check for open fractures?", "procedure")
+    assert asked(31, "The mouth-to-nose method is performed") == ("How is the mouth-to-nose method performed?",
+                                                                   "present_passive")
+    assert asked(210, "The two-hand seat carry is used when") == ("When is the two-hand seat carry used?",
+                                                                 "present_passive")
+    assert asked(114, "Heat exhaustion is caused by") == ("What causes heat exhaustion?", "causes")
+    assert asked(124, "Symptoms of snow blindness are") == ("What are the symptoms of snow blindness?", "list_of")

@@ -4,7 +4,8 @@ Rubric (``prompts/judge.v1.yaml``): faithfulness to the row's ``context``, medic
 safety, each 1-5, asked for as JSON (grammar-constrained on llama.cpp, ``response_format`` on servers) and read
 with ``first_json_object``, so an unconstrained reply (transformers) that wraps the object in other text still
 counts. A reply that is still malformed after ``max_retries`` extra attempts leaves the row unscored: dropped with
-reason ``judge_unscored`` (the raw reply in the detail) unless ``on_unscored: keep``; it is never counted as a pass.
+reason ``judge_unscored`` (the raw reply in the detail, or "generation error: " and the backend's message when it
+reported one, such as a prompt over the context window) unless ``on_unscored: keep``; it is never counted as a pass.
 A backend ``TransientError`` fails the batch without marking it done, so a rerun retries it.
 
 Consumes ``kind``, ``messages``, ``context`` (optional); rows other than ``qa``/``vqa`` pass through unjudged.
@@ -93,7 +94,7 @@ class Judge(Stage):
             sampling = Sampling(c.max_tokens, 0.0 if attempt == 0 else 0.7, 0.95, c.seed + attempt)
             for i, gen in zip(pending, self.llm.generate_batch([prompts[i] for i in pending], sampling, SCHEMA)):
                 self.counters["tokens_generated"] += gen.completion_tokens
-                raw[i] = gen.text
+                raw[i] = f"generation error: {gen.error}" if gen.error else gen.text
                 if (parsed := parse_scores(gen.text)) is not None:
                     scores[i] = parsed
         for i in todo:
