@@ -569,6 +569,10 @@ def test_pipeline_trains_then_scores_base_and_tuned_on_its_held_out_set(tiny_gem
     accuracy = comparison["metrics"]["accuracy"]
     assert accuracy["a"]["value"] == sum(r["correct"] for r in base) / 20
     assert "accuracy" in capsys.readouterr().out  # the comparison table follows the run report
+    card = (run / "finetune/README.md").read_text()  # the adapter's model card carries its evaluation
+    a, b = accuracy["a"], accuracy["b"]
+    assert f"| accuracy | {a['value']:.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}] | {b['value']:.3f} " in card
+    assert "20 items" in card and str(run) not in card
 
     assert main(["run", str(pipeline), "--run-dir", str(run), "--no-progress"]) == 0
     again = json.loads((run / "report.json").read_text())

@@ -192,3 +192,17 @@ class EvaluateStep(DeliveryStep):
 
     def after(self, ctx: Context, record: dict) -> None:
         ctx.results["evaluation"] = record["comparison"]
+        card_with_evaluation(inside(ctx.run_dir, "finetune"), record["comparison"])
+
+
+def card_with_evaluation(adapter: Path, comparison: dict) -> None:
+    """Rewrite an adapter folder's model card (README.md) with its evaluation table: base vs tuned on the held-out
+    set, as ``curate.train.card`` renders it; the card pushed with the adapter then says how it scored."""
+    from curate.train.card import render_model_card
+    from curate.train.recipe import load_recipe
+
+    if not (adapter / "data.json").is_file() or not (adapter / "recipe.yaml").is_file():
+        return
+    card = render_model_card(load_recipe(adapter / "recipe.yaml"), read_json(adapter / "data.json"),
+                             evaluation=comparison)
+    (adapter / "README.md").write_text(card, encoding="utf-8")

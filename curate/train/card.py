@@ -38,11 +38,25 @@ def _per_source(data: dict) -> dict[str, str | None]:
     return out
 
 
+def _interval(m: dict) -> str:
+    value = m.get("value")
+    if value is None:
+        return "-"
+    ci = f" [{m['ci_low']:.3f}, {m['ci_high']:.3f}]" if m.get("ci_low") is not None else ""
+    return f"{value:.3f}{ci}"
+
+
 def _evaluation(comparison: dict) -> str:
-    rows = [f"| {name} | {m['a'].get('value', float('nan')):.3f} | {m['b'].get('value', float('nan')):.3f} |"
-            for name, m in comparison["metrics"].items()]
+    rows = []
+    for name, m in comparison["metrics"].items():
+        test = m.get("test") or {}
+        p = f"{test['test']} p = {test['p_value']:.3g}" if test.get("p_value") is not None else "-"
+        rows.append(f"| {name} | {_interval(m['a'])} | {_interval(m['b'])} | {_interval(m.get('difference') or {})} "
+                    f"| {p} |")
+    level = next((m["a"].get("level") for m in comparison["metrics"].values() if m["a"].get("level")), 0.95)
     return (f"## Evaluation\n\n{comparison.get('set')}, {comparison.get('n_paired')} items, the base model and this "
-            "adapter with the same prompts and scoring:\n\n| metric | base | tuned |\n|---|---|---|\n" + "\n".join(rows))
+            f"adapter with the same prompts and scoring ({level:.0%} bootstrap intervals, paired difference and "
+            "test):\n\n| metric | base | tuned | tuned - base | paired test |\n|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def render_model_card(recipe: Recipe, data: dict, *, dataset_repo: str | None = None,
