@@ -8,7 +8,7 @@ Documents (``../shared/realdata/pdf``; ``key:pages:chunks``, 0 chunks = every ch
 
 - ``fm``: US Army FM 4-25.11 First Aid (the templates were written on pp. 40-60 of it; the default range avoids them);
 - ``who``: WHO Psychological First Aid (advice, not instructions);
-- ``wash``: WHO Health EDRM WASH fact sheet (2 pages; nobody read it while building synthesis).
+- ``wash``: WHO Health EDRM WASH fact sheet (2 pages).
 
 Setup (not timed): each document's pages are read by the PDF connector, chunked and indexed as ``curate index`` does
 (size 200, overlap 40) into one index (the retrieval corpus of every document); ``chunks`` of each document, sampled
