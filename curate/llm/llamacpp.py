@@ -77,9 +77,12 @@ class LlamaCppLLM(LLM):
         self.grammar_checked = check_grammar_after_sampling and grammar.supported(llama_cpp)
         llama = grammar.checked_llama(llama_cpp) if self.grammar_checked else llama_cpp.Llama
         self.lora = Path(lora) if lora else None
-        self._llm = llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=self.n_threads,
-                          n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers, seed=0, verbose=False,
-                          lora_path=str(self.lora) if self.lora else None)
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        with suppress_stdout_stderr(disable=self.lora is None):  # llama.cpp logs every adapted tensor to stderr
+            self._llm = llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=self.n_threads,
+                              n_threads_batch=self.n_threads, n_gpu_layers=n_gpu_layers, seed=0, verbose=False,
+                              lora_path=str(self.lora) if self.lora else None)
         self._grammars: dict[str, object] = {}
         log.debug("llama.cpp loaded %s (n_ctx=%d, n_threads=%d)", self.path, n_ctx, self.n_threads)
 
