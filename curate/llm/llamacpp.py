@@ -9,7 +9,9 @@ String prompts go to ``create_completion`` as they are. Message prompts are writ
 once into a llama.cpp grammar, so the text is JSON matching the schema unless ``max_tokens`` cuts it short
 (``finish_reason == "length"``). The grammar tests the best few hundred candidates instead of the whole vocabulary
 at every step (``curate.llm.grammar``: the same tokens, several times less sampling work) unless
-``check_grammar_after_sampling=False`` or the installed llama-cpp-python lacks the internals it needs.
+``check_grammar_after_sampling=False`` or the installed llama-cpp-python lacks the internals it needs. ``lora``
+applies a llama.cpp LoRA adapter GGUF at load (the question writer's, ``curate.llm.writer``); ``generate_each``
+gives each prompt its own sampling.
 """
 
 from __future__ import annotations
