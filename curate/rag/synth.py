@@ -12,11 +12,11 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
     LoRA on the embedded Gemma 3 270M trained to ask what an answer span answers) writes ``writer.candidates``
     questions per unit, many units per forward pass. Units that only announce what follows or are questions
     themselves, open by pointing outside the chunk or have no verb are skipped (``units_skipped_announces`` /
-    ``_asks`` / ``_dangling`` / ``_verbless``). A candidate must end its line, stand alone (``curate.rag.extractive.question_problem``), ask
-    what the unit can answer (``answer_type_problem``), not restate the unit (``restates_unit``) and bring no
-    content word the unit cannot speak to (``adds_context``: "... if the animal is a fish?"). The
-    ``writer.scored`` likeliest usable candidates then go through the
-    answer-level round trip: the writer's mean token log-probability of the question given its own unit minus the
+    ``_asks`` / ``_dangling`` / ``_verbless``). A candidate must end its line, stand alone
+    (``curate.rag.extractive.question_problem``), ask what the unit can answer (``answer_type_problem``), not
+    restate the unit (``restates_unit``) and bring no content word the unit cannot speak to (``adds_context``: "...
+    if the animal is a fish?"). The ``writer.scored`` likeliest usable candidates then go through the answer-level
+    round trip: the writer's mean token log-probability of the question given its own unit minus the
     best given one of the ``writer.rivals`` other units of the chunk nearest to the question must exceed
     ``writer.min_margin``; the widest margin wins. The unit is dropped as ``not_singled_out`` when no candidate
     wins, else with its candidates' most common problem (detail: every candidate with its problem and margin).
@@ -43,9 +43,9 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   output kept). Questions that repeat an example are discarded before answering.
 
 A backend's ``TransientError`` fails the batch without marking it done, so a rerun retries it; when it carries the
-generations that finished (``partial``), those are kept and only the failed prompts are sent again first. Seeds derive from the
-batch's chunk ids (the writer's from each chunk's id and unit), and each batch's generation starts from an empty
-cache, so rerunning a batch (after a crash) reproduces its rows.
+generations that finished (``partial``), those are kept and only the failed prompts are sent again first. Seeds
+derive from the batch's chunk ids (the writer's from each chunk's id and unit), and each batch's generation starts
+from an empty cache, so rerunning a batch (after a crash) reproduces its rows.
 
 Consumes ``chunk`` rows (``id``, ``text``, ``doc_id``, ``page``, ``page_end``, ``source``, ``license``,
 ``provenance``); other kinds pass through. Produces ``qa`` rows: ``messages`` (user question, assistant answer),
@@ -70,6 +70,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -80,7 +81,7 @@ from pydantic import Field, model_validator
 
 from curate.embed import embed
 from curate.llm import LLMConfig, load_llm
-from curate.llm.base import Generation, Sampling, first_json_object
+from curate.llm.base import Generation, Sampling, TransientError, first_json_object
 from curate.llm.prompts import load_prompt
 from curate.io import file_sha256
 from curate.llm.writer import QuestionWriter, Written, WriterError, adapter_path
@@ -275,8 +276,6 @@ class SynthQA(Stage):
         finished generations are kept and only the failed prompts are sent again, with the same seed; an error that
         finished none is raised.
         """
-        from curate.llm.base import TransientError
-
         results: list[Any] = [None] * len(prompts)
         last: list[Generation | None] = [None] * len(prompts)
         todo = list(range(len(prompts)))
@@ -380,13 +379,7 @@ class SynthQA(Stage):
         out: list[dict] = []
         plans = []  # (chunk, its units, the picked units' indexes)
         for ch in chunks:
-            units, skipped = answerable_units(ch["text"], c.min_unit_words, c.max_unit_words)
-            for u in units:
-                if reason := unusable(u):
-                    skipped[reason] += 1
-            units = [u for u in units if not unusable(u)]
-            for reason, n in skipped.items():
-                self.counters[f"units_skipped_{reason}"] += n
+            units, skipped = self._units(ch, writer=True)
             if not units:
                 out.append({**ch, DROP: "no_answerable_unit", DROP_DETAIL: json.dumps(dict(skipped))})
                 continue
@@ -480,13 +473,28 @@ class SynthQA(Stage):
         for x, _ in where:
             x["own"], x["margin"] = round(own[id(x)], 4), own[id(x)] - rival[id(x)]
 
+    def _units(self, chunk: dict, writer: bool = False) -> tuple[list[Unit], Counter]:
+        """The chunk's answerable units and the skipped spans by reason, counted as ``units_skipped_*``; for the
+        writer, less the units it cannot ask about (``unusable``)."""
+        c = self.config
+        units, skipped = answerable_units(chunk["text"], c.min_unit_words, c.max_unit_words)
+        if writer:
+            usable = []
+            for u in units:
+                if reason := unusable(u):
+                    skipped[reason] += 1
+                else:
+                    usable.append(u)
+            units = usable
+        for reason, n in skipped.items():
+            self.counters[f"units_skipped_{reason}"] += n
+        return units, skipped
+
     def _pick(self, chunk: dict) -> tuple[list[tuple[Unit, tuple[str, str | None]]], str | None, dict]:
         """The chunk's units to ask about, each with (template name, question) or ("llm", None); a drop reason for
         the chunk when there are none; the skipped spans by reason."""
         c = self.config
-        units, skipped = answerable_units(chunk["text"], c.min_unit_words, c.max_unit_words)
-        for reason, n in skipped.items():
-            self.counters[f"units_skipped_{reason}"] += n
+        units, skipped = self._units(chunk)
         if not units:
             return [], "no_answerable_unit", dict(skipped)
         templated = {i: t for i, u in enumerate(units)
