@@ -26,7 +26,7 @@ import copy
 
 import numpy as np
 
-from curate.llm.base import LLM, Prompt
+from curate.llm.base import LLM, Prompt, split_tokens
 from curate.llm.chat import gemma_prompt
 
 SUPPORTED = ("llamacpp", "transformers")
@@ -76,15 +76,6 @@ def reference_nll(llm: LLM, prompt: Prompt, continuation: str) -> tuple[float, i
     """(mean negative log-likelihood per token of ``continuation`` after ``prompt``, its number of tokens)."""
     values = token_logprobs(llm, prompt, {"reference": continuation})["reference"]
     return -float(np.mean(values)), len(values)
-
-
-def split_tokens(tokenize, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
-    """(prompt tokens, continuation tokens) with ``tokenize(text, first)`` (``first``: add the BOS token)."""
-    head = tokenize(prompt, True)
-    joined = tokenize(prompt + continuation, True)
-    if joined[:len(head)] == head and len(joined) > len(head):
-        return head, joined[len(head):]
-    return head, tokenize(continuation, False)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

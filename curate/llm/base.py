@@ -89,6 +89,17 @@ def prompt_images(prompt: Prompt) -> list[bytes]:
             for part in m["content"] if part.get("type") == "image"]
 
 
+def split_tokens(tokenize, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(prompt tokens, continuation tokens) with ``tokenize(text, first)`` (``first``: add the BOS token): the
+    continuation's tokens are those of ``prompt + continuation`` beyond the prompt's own (a leading space merges as it
+    would in generated text), or its own tokens when the prompt's are not a prefix of the joined text's."""
+    head = tokenize(prompt, True)
+    joined = tokenize(prompt + continuation, True)
+    if joined[:len(head)] == head and len(joined) > len(head):
+        return head, joined[len(head):]
+    return head, tokenize(continuation, False)
+
+
 def first_json_object(text: str) -> Any:
     """The first JSON object in a reply. A backend without a grammar (transformers, a server that ignores
     ``response_format``) wraps it in other text, e.g. ``1. {...}`` then the next few-shot block; raw newlines inside

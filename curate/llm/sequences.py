@@ -12,7 +12,8 @@ KV cache:
   ``max_tokens``. Returns per draw its text (up to ``stop``), token ids, whether it stopped, and the mean
   log-probability of its tokens under the untempered model.
 - ``score(prompts, items)``: each item ``(prompt index, text or token ids)`` is a continuation; returns the
-  log-probability of each of its tokens after the prompt (text tokenized as ``curate.evaluate.loglik`` does).
+  log-probability of each of its tokens after the prompt (text split from the prompt by ``base.split_tokens``, as
+  ``curate.evaluate.loglik`` does).
 
 Results depend only on the call's inputs: every call starts from an empty cache and decodes its batches in the same
 order, so the same call reproduces the same output (a resumed run writes the same rows).
@@ -23,6 +24,8 @@ from __future__ import annotations
 import ctypes
 
 import numpy as np
+
+from .base import split_tokens
 
 TOP_K = 64
 
@@ -160,20 +163,13 @@ class Sequences:
     def score(self, prompts: list[str], items: list[tuple[int, str | list[int]]]) -> list[list[float]]:
         """See the module docstring; an item's continuation may also be given as token ids."""
         heads = [self.tokenize(p, True) for p in prompts]
-        tails = []
-        for p, text in items:
-            if not isinstance(text, str):
-                tails.append(list(text))
-                continue
-            joined = self.tokenize(prompts[p] + text, True)
-            head = heads[p]
-            tails.append(joined[len(head):] if joined[:len(head)] == head and len(joined) > len(head) else
-                         self.tokenize(text, False))
+        tails = [split_tokens(self.tokenize, prompts[p], text)[1] if isinstance(text, str) else list(text)
+                 for p, text in items]
+        by_prompt: dict[int, list[int]] = {}
+        for i, (p, _) in enumerate(items):
+            by_prompt.setdefault(p, []).append(i)
         out: list[list[float]] = [[] for _ in items]
-        for p in range(len(prompts)):  # one prompt at a time: its cache is copied to its items' sequences
-            mine = [i for i, (q, _) in enumerate(items) if q == p]
-            if not mine:
-                continue
+        for p, mine in sorted(by_prompt.items()):  # one prompt at a time: its cache is copied to its items' sequences
             width = self.n_seq - 1
             for wave in range(0, len(mine), width):
                 part = mine[wave:wave + width]
