@@ -145,7 +145,7 @@ def contaminated(pairs: list[dict], eval_sets: list[EvalSet]) -> dict[int, str]:
     near-duplicate of one."""
     from curate.quality.decontaminate import Decontaminate
     from curate.schema import make_qa
-    from curate.stage import DROP, DROP_DETAIL
+    from curate.stage import DROP, DROP_DETAIL, columns
 
     if not eval_sets:
         return {}
@@ -153,10 +153,7 @@ def contaminated(pairs: list[dict], eval_sets: list[EvalSet]) -> dict[int, str]:
     stage.ready()
     rows = [make_qa(question=p["question"], answer=p["answer"], source=p["source"], license="", origin="",
                     revision=None, locator=p["id"]) for p in pairs]
-    batch = {k: [r.get(k) for r in rows] for k in ("kind", "messages")}
-    batch["text"] = [None] * len(rows)
-    batch["caption"] = [None] * len(rows)
-    out = stage.process_batch(batch)
+    out = stage.process_batch(columns(rows, stage.inputs))
     hits = {}
     for i, (reason, detail) in enumerate(zip(out[DROP], out[DROP_DETAIL])):
         if reason:
