@@ -162,20 +162,26 @@ def test_unit_questions_are_parsed_and_checked():
     assert parse_unit_question('{"question": "cut', examples) is None
 
 
+def kill_then_resume(index_dir: Path, out: Path, config: dict, poll: float) -> None:
+    """Start synthesis in a subprocess, SIGKILL it once its first batch is done (while it generates the next), then
+    rerun it here to the end."""
+    code = ("import sys; from pathlib import Path; from curate.rag import synth_folder; "
+            f"synth_folder(Path(sys.argv[1]), Path(sys.argv[2]), {config!r}, batch_size=1)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(index_dir), str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 300
+    while not (out / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(poll)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "_stage.json").exists(), "the run finished before it could be killed"
+    synth_folder(index_dir, out, config, batch_size=1)
+
+
 def test_killed_synthesis_resumes_to_identical_rows(uninterrupted, index_dir):
     out_a, _ = uninterrupted
     out_b = index_dir.parent / "synth-b"
-    code = ("import sys; from pathlib import Path; from curate.rag import synth_folder; "
-            f"synth_folder(Path(sys.argv[1]), Path(sys.argv[2]), {SYNTH!r}, batch_size=1)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(index_dir), str(out_b)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.time() + 300
-    while not (out_b / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out_b / "_stage.json").exists(), "the run finished before it could be killed"
-    synth_folder(index_dir, out_b, SYNTH, batch_size=1)
+    kill_then_resume(index_dir, out_b, SYNTH, 0.2)
     assert read(out_b) == read(out_a)
     assert read_jsonl(out_b / "rejects.jsonl") == read_jsonl(out_a / "rejects.jsonl")
 
@@ -213,17 +219,7 @@ def test_writer_questions_pass_every_check_and_single_out_their_unit(written, in
 def test_killed_writer_synthesis_resumes_to_identical_rows(written, index_dir):
     out_a, _ = written
     out_b = index_dir.parent / "written-b"
-    code = ("import sys; from pathlib import Path; from curate.rag import synth_folder; "
-            f"synth_folder(Path(sys.argv[1]), Path(sys.argv[2]), {WRITER!r}, batch_size=1)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(index_dir), str(out_b)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.time() + 300
-    while not (out_b / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)  # while the writer generates for the next chunk
-    proc.wait()
-    assert not (out_b / "_stage.json").exists(), "the run finished before it could be killed"
-    synth_folder(index_dir, out_b, WRITER, batch_size=1)
+    kill_then_resume(index_dir, out_b, WRITER, 0.1)  # killed while the writer generates for the next chunk
     assert read(out_b) == read(out_a)
     assert read_jsonl(out_b / "rejects.jsonl") == read_jsonl(out_a / "rejects.jsonl")
 
