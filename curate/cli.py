@@ -355,8 +355,6 @@ def cmd_synth(args) -> int:
 
 
 def cmd_writer(args) -> int:
-    from rich.markup import escape
-
     from curate.llm.writer import QuestionWriter, WriterError
     from curate.train.recipe import RecipeError
 
@@ -379,7 +377,8 @@ def cmd_writer(args) -> int:
         if args.max_steps:
             from curate.train.recipe import TrainSpec
 
-            train = TrainSpec.model_validate({**recipe.train.model_dump(), "max_steps": args.max_steps, "epochs": None})
+            train = TrainSpec.model_validate({**recipe.train.model_dump(), "max_steps": args.max_steps,
+                                              "epochs": None})
             recipe = recipe.model_copy(update={"train": train})
         train_writer(recipe, args.out, log=lambda m: console.print(escape(m), highlight=False))
     except (RecipeError, ValidationError) as exc:

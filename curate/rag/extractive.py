@@ -152,12 +152,9 @@ def adds_context(question: str, answer: str) -> list[str]:
     "resuscitate" is held by "resuscitation", "snake" by "snakebite"), less the words questions are asked with
     (``_ASKING``): what the question brings that the answer cannot speak to ("a band of red", "a fish")."""
     held = content_stems(answer)
-    answer_words = words(answer)
-    out = []
-    for stem in sorted(content_stems(question) - held - _ASKING):
-        if not any(w.startswith(stem[:5]) or stem in w for w in answer_words | held):
-            out.append(stem)
-    return out
+    pool = words(answer) | held
+    return [stem for stem in sorted(content_stems(question) - held - _ASKING)
+            if not any(w.startswith(stem[:5]) or stem in w for w in pool)]
 
 
 def same_question(question: str, earlier: list[str], threshold: float = 0.8) -> bool:
