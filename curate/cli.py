@@ -250,7 +250,7 @@ def cmd_inspect(args) -> int:
 
 def cmd_filter(args) -> int:
     from curate.progress import Progress
-    from curate.quality.apply import FilterError, load_filters, run_filters
+    from curate.run import FilterError, load_filters, run_filters
     from curate.report import print_report
     from curate.steps import StepFailed
 
@@ -286,11 +286,15 @@ def cmd_ablate(args) -> int:
     if args.dry_run:
         console.print(f"ablation {ablation.name} -> {ablation.out}: variants "
                       + ", ".join(f"{n} ({v.rows})" for n, v in ablation.variants.items())
-                      + f"; reference {ablation.reference}; held-out {', '.join(ablation.held_out)}", markup=False)
+                      + f"; reference {ablation.reference}; seeds {', '.join(map(str, ablation.seeds))}; held-out "
+                      + ", ".join(ablation.held_out), markup=False)
         return OK
     try:
         with Progress(enabled=not args.no_progress, console=errors) as progress:
             result = run_ablation(ablation, progress)
+    except AblationError as exc:
+        errors.print(f"[red]refused:[/red] {escape(str(exc))}", highlight=False)
+        return INVALID
     except NothingToExport as exc:
         return fail("nothing to export:", exc, NOTHING_USABLE)
     except EvalError as exc:
@@ -313,7 +317,7 @@ def _single_stage_report(name: str, out: Path, stats) -> dict:
 
 def cmd_index(args) -> int:
     from curate.progress import Progress
-    from curate.rag import index_folder
+    from curate.run import index_folder
     from curate.report import print_report
 
     source = Path(args.input)
@@ -333,7 +337,7 @@ def cmd_synth(args) -> int:
     from pydantic import ValidationError
 
     from curate.progress import Progress
-    from curate.rag import synth_folder
+    from curate.run import synth_folder
     from curate.report import print_report
     from curate.steps import StepFailed
 

@@ -1,7 +1,7 @@
 """The ablation end to end on a tiny Gemma 3n (built from a config in test_finetune, no download): two variants of
 one run of real FirstAidQA pairs (``raw``: the ingested rows; ``curated``: after dedup), the same recipe and steps,
-every model and the base scored on the same held-out FirstAidQA pairs; then a rerun that trains and scores nothing,
-and the refusals that keep the comparison fair."""
+two seeds each, every model and the base scored on the same held-out FirstAidQA pairs; then a rerun that trains and
+scores nothing, and the refusals that keep the comparison fair."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def project(tmp_path, realdata, tiny_gemma3n) -> Path:
 
 def write_ablation(folder: Path, **changes) -> Path:
     spec = {"name": "raw-vs-curated", "pipeline": "pipeline.yaml",
-            "variants": {"raw": {"rows": "ingest"}, "curated": {"rows": "final"}},
+            "variants": {"raw": {"rows": "ingest"}, "curated": {"rows": "final"}}, "seeds": [0, 1],
             "evaluate": [{"name": "heldout", "set": "heldout.json",
                           "settings": {"shots": 0, "max_tokens_open": 4, "resamples": 200},
                           "model": {"dtype": "float32", "device": "cpu"}}], **changes}
@@ -53,38 +53,61 @@ def write_ablation(folder: Path, **changes) -> Path:
     return path
 
 
-def test_two_variants_train_score_and_rerun_from_cache(project, monkeypatch, capsys):
+def test_two_variants_two_seeds_train_score_and_rerun_from_cache(project, monkeypatch, capsys):
     assert main(["ablate", str(project / "ablation.yaml"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     out_dir = project / "run/ablate/raw-vs-curated"
     result = json.loads((out_dir / "ablation.json").read_text())
+    assert result["seeds"] == [0, 1]
 
     raw, curated = result["variants"]["raw"], result["variants"]["curated"]
     assert raw["rows"] == "01-ingest" and curated["rows"] == "02-dedup"
     assert raw["rows_in"] == 32 and curated["rows_in"] < raw["rows_in"]  # dedup dropped the repeat
     # the planted held-out question is removed from both variants before export, and nothing else of the set
+    adapters = {}
     for name, v in result["variants"].items():
         assert v["held_out_overlap"] >= 1 and v["exported"] == {"split_train": v["rows_in"] - v["held_out_overlap"]}
-        assert v["steps"] == 2 and v["train_rows"] == v["exported"]["split_train"]
+        assert set(v["seeds"]) == {"0", "1"}
+        for seed, run in v["seeds"].items():
+            assert run["steps"] == 2 and run["train_rows"] == v["exported"]["split_train"]
+            recipe = yaml.safe_load((out_dir / name / f"seed-{seed}/finetune/recipe.yaml").read_text())
+            assert recipe["train"]["seed"] == int(seed)
+            adapters[name, seed] = (out_dir / name / f"seed-{seed}/finetune/adapter_model.safetensors").read_bytes()
         rejected = read_jsonl(out_dir / "rows" / v["rows"] / "rejects.jsonl")
         assert any("held-out question" in r["row"]["messages"][1]["content"] for r in rejected)
+    assert adapters["raw", "0"] != adapters["raw", "1"]  # the seed reaches the training
+
     heldout = result["sets"]["heldout"]
     assert heldout["set"]["n"] == len(HELD_OUT)
-    assert set(heldout["metrics"]) == {"base", "raw", "curated"} and heldout["metrics"]["raw"]
+    assert set(heldout["metrics"]) == set(heldout["pooled"]) == {"base", "raw", "curated"}
+    assert set(heldout["metrics"]["raw"]) == {"0", "1"} and set(heldout["metrics"]["base"]) == {"0"}
     assert set(heldout["versus_reference"]) == {"base", "curated"}
+    nll = {m: [read_jsonl(out_dir / folder / "eval/heldout/predictions.jsonl") for folder in folders]
+           for m, folders in {"base": ["base"], "raw": ["raw/seed-0", "raw/seed-1"],
+                              "curated": ["curated/seed-0", "curated/seed-1"]}.items()}
     for model, comparison in heldout["versus_reference"].items():
-        assert comparison["n_paired"] == len(HELD_OUT) and not comparison["forced"]
-        assert comparison["metrics"] and set(comparison["metrics"]) <= set(heldout["metrics"][model])
-        assert comparison["b"]["model"]["adapter"] == (None if model == "base" else str(out_dir / model / "finetune"))
+        for seed, paired in comparison["per_seed"].items():
+            assert paired["n_paired"] == len(HELD_OUT) and not paired["forced"]
+            expected = None if model == "base" else str(out_dir / model / f"seed-{seed}/finetune")
+            assert paired["b"]["model"]["adapter"] == expected
+        pooled = comparison["pooled"]["metrics"]["reference_nll"]
+        # the pooled difference is the mean over seeds and items of model - raw, seed by seed, item by item
+        other = nll[model] * 2 if model == "base" else nll[model]
+        direct = [o["reference_nll"] - r["reference_nll"] for os_, rs in zip(other, nll["raw"])
+                  for o, r in zip(os_, rs)]
+        assert pooled["difference"]["value"] == pytest.approx(sum(direct) / len(direct), abs=1e-9)
+        assert pooled["difference"]["ci_low"] <= pooled["difference"]["value"] <= pooled["difference"]["ci_high"]
+        assert set(pooled["per_seed"]) == {"0", "1"}
+    assert heldout["pooled"]["raw"]["reference_nll"]["seeds"] == 2
     assert "ablation.json" in out
     wide = Console(width=250, record=True, file=io.StringIO())
     wide.print(variants_table(result), set_table(result, "heldout"))
     text = wide.export_text()
-    assert "raw (reference)" in text and "curated" in text and "minus raw" in text
-    assert all(metric in text for metric in heldout["metrics"]["raw"])
+    assert "raw (reference)" in text and "curated" in text and "minus raw" in text and "seeds x items" in text
+    assert all(metric in text for metric in heldout["pooled"]["raw"])
 
-    records = {m: read_jsonl(out_dir / m / "eval/heldout/predictions.jsonl") for m in ("base", "raw", "curated")}
-    assert len({tuple(r["prompt_sha256"] for r in rs) for rs in records.values()}) == 1  # the same prompts
+    prompts = {tuple(r["prompt_sha256"] for r in rs) for runs in nll.values() for rs in runs}
+    assert len(prompts) == 1  # the same prompts for every model and seed
 
     # a rerun trains nothing and scores nothing: both would fail now
     def refuse(*args, **kwargs):
@@ -92,12 +115,14 @@ def test_two_variants_train_score_and_rerun_from_cache(project, monkeypatch, cap
 
     monkeypatch.setattr("curate.train.run.finetune", refuse)
     monkeypatch.setattr("curate.evaluate.load_model", refuse)
-    adapter = out_dir / "raw/finetune/adapter_model.safetensors"
+    adapter = out_dir / "raw/seed-0/finetune/adapter_model.safetensors"
     mtime = adapter.stat().st_mtime_ns
     assert main(["ablate", str(project / "ablation.yaml"), "--no-progress"]) == 0
     again = json.loads((out_dir / "ablation.json").read_text())
     for v in again["variants"].values():
-        assert v["cached"]["export"] and v["cached"]["finetune"] and all(v["cached"]["evaluate"].values())
+        assert v["export_cached"]
+        for run in v["seeds"].values():
+            assert run["cached"]["finetune"] and all(run["cached"]["evaluate"].values())
     assert all(again["base"]["cached"].values()) and adapter.stat().st_mtime_ns == mtime
     assert again["sets"] == result["sets"]
 
@@ -120,3 +145,23 @@ def test_unfair_ablations_are_refused_before_any_work(project, capsys):
     assert "set finetune.max_steps" in problems
     with pytest.raises(AblationError, match="at least 2 items"):
         load_ablation(write_ablation(project, variants={"raw": {}}))
+
+
+def test_bad_seed_lists_and_too_small_variants_are_refused(project, capsys):
+    for seeds, message in (([], "seeds: the list is empty"), ([0, 1, 0], "seeds: 0 listed more than once")):
+        assert main(["ablate", str(write_ablation(project, seeds=seeds)), "--dry-run"]) == 2
+        assert message in capsys.readouterr().err
+    assert not (project / "run").exists()
+
+    # a variant left with no rows, and one with fewer than one optimizer step of the tiny recipe takes
+    # (batch_size 4 x grad_accum 1 = 4 rows; 3 pairs are 360 characters or longer): refused before any training,
+    # naming the variant
+    pipeline = yaml.safe_load((project / "pipeline.yaml").read_text())
+    for select, message in (({"sources": ["nothing-matches"]}, "variant curated (02-select: 0 rows"),
+                            ({"min_chars": 360}, "variant curated has 3 train rows")):
+        pipeline["stages"] = [{"stage": "select", **select}]
+        (project / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+        assert main(["ablate", str(write_ablation(project)), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "nothing was trained" in err and "variant raw" not in err
+        assert not list((project / "run/ablate/raw-vs-curated").glob("*/seed-*"))

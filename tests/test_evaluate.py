@@ -207,6 +207,21 @@ def test_bootstrap_matches_normal_theory_and_scipy():
     assert stats.bootstrap_ci(values, seed=5) == stats.bootstrap_ci(values, seed=5)  # seeded: reproducible
 
 
+def test_crossed_bootstrap_covers_seeds_as_well_as_items():
+    # three seeds that shift every item by -0.5, 0, +0.5: the items alone see a precise mean; resampling seeds, a draw
+    # of three times the same seed has probability 1/27 > 2.5%, so the interval's ends are exactly -0.5 and +0.5
+    items = np.linspace(-0.01, 0.01, 50)
+    table = np.stack([items - 0.5, items, items + 0.5])
+    assert stats.crossed_bootstrap_ci(table) == pytest.approx((-0.5, 0.5), abs=0.011)
+    low, high = stats.bootstrap_ci(table.mean(axis=0))
+    assert high - low < 0.01
+    # one seed: the items' bootstrap (same distribution, other draws)
+    values = np.array([1] * 30 + [0] * 70, dtype=float)
+    assert stats.crossed_bootstrap_ci(values[None, :]) == pytest.approx(stats.bootstrap_ci(values), abs=0.02)
+    with pytest.raises(ValueError, match="seeds, items"):
+        stats.crossed_bootstrap_ci(values)
+
+
 def test_metric_of_nothing_is_empty_not_nan():
     assert stats.metric([]) == {"value": None, "ci_low": None, "ci_high": None, "n": 0, "level": 0.95}
 

@@ -1,6 +1,6 @@
-"""Ablation: is curation worth it? One recipe, one step budget and one seed trained on two or more row sets of the
-same run, every model (and the base model once) scored on the same held-out sets with the same prompts, and one
-table of each model's metrics with the paired difference against a reference variant.
+"""Ablation: is curation worth it? One recipe and one step budget trained on two or more row sets of the same run,
+once per seed, every model (and the base model once) scored on the same held-out sets with the same prompts, and
+one table of each variant's metrics (the mean over seeds) with the paired difference against a reference variant.
 
 ``curate ablate ABLATION.yaml`` runs it (``load_ablation`` + ``run_ablation`` from Python). The file names a
 pipeline, whose run provides the rows, and the variants; paths are relative to the file::
@@ -14,6 +14,7 @@ pipeline, whose run provides the rows, and the variants; paths are relative to t
       curated-rag: {export: {context: include}}   # a variant may also be exported differently
     export: {splits: {train: 0.9, validation: 0.1}}    # default: the pipeline's export section (push is never done)
     finetune: {recipe: ../finetune/gemma3-270m-cpu-lora.yaml, max_steps: 60}  # default: the pipeline's finetune
+    seeds: [0, 1, 2]                      # every variant trained once per seed (default: the recipe's one seed)
     evaluate:                             # default: the pipeline's finetune.evaluate; one or more held-out sets
       - name: heldout                     # the set's label in the table (default: its file stem or catalog name)
         set: ../data/heldout.json         # any curate.evaluate set: catalog name, QA file, export or rows folder
@@ -28,19 +29,29 @@ the curate version; the output built under a temporary name and renamed; then it
     OUT/rows/<stage folder>/               that stage's rows minus those that overlap a held-out question (the
                                            decontaminate stage: word n-grams and near-duplicates; rejects.jsonl)
     OUT/<variant>/export/, export.json     the variant's rows exported (curate.export), the same way for all
-    OUT/<variant>/finetune/, finetune.json the recipe trained on its train split, same max_steps and seed
-    OUT/<model>/eval/<set>/, <set>.json    summary.json + predictions.jsonl (curate.evaluate) of base and variants
-    OUT/ablation.json                      the table's numbers: per set and model the metrics, and compare_runs of
-                                           each model against the reference (paired bootstrap interval, exact test)
+    OUT/<variant>/seed-<s>/finetune/, finetune.json   the recipe trained on its train split with seed s, same
+                                           max_steps for every variant and seed
+    OUT/<variant>/seed-<s>/eval/<set>/     summary.json + predictions.jsonl (curate.evaluate), marker <set>.json
+    OUT/base/eval/<set>/                   the untrained model, scored once
+    OUT/ablation.json                      the table's numbers: per set and model the metrics of each seed, and
+                                           against the reference: compare_runs seed by seed (paired bootstrap
+                                           interval, exact test) and the difference pooled over seeds
+
+The pooled difference (``curate.evaluate.pooled``) is the mean over seeds and items of "variant - reference", each
+seed of a variant paired with the same seed of the reference and each item with itself; its interval resamples
+seeds and items independently (a two-way bootstrap), so that it covers the spread of the items and of the training
+runs together. With one seed it is the items' bootstrap alone, and a difference can then be data order noise.
 
 OUT defaults to RUN_DIR/ablate/NAME. The held-out sets are decontaminated from every variant's training rows alike,
 so no variant is scored on questions it trained on (the count removed is in the table); make the held-out sets a
 group split of their source (rows sharing a page, a chunk or a near-duplicate question on one side) so that what is
 left is not a paraphrase either. Metrics are read from the evaluation's summary and comparison as they come, so any
 metric ``curate.evaluate`` reports appears in the table. Refused before any work: fewer than two variants, a
-recipe without ``max_steps`` (epochs would give a bigger variant more steps), and a variant that sets its own
+recipe without ``max_steps`` (epochs would give a bigger variant more steps), a variant that sets its own
 ``finetune`` or ``evaluate`` (a different recipe, step budget, seed, set or prompt would measure the setup, not the
-data); ``compare_runs`` refuses any evaluation made differently after the fact.
+data), and a seed list that is empty or repeats a seed; after export and before any training, a variant with fewer
+training rows than one optimizer step takes (``batch_size`` x ``grad_accum``); ``compare_runs`` refuses any
+evaluation made differently after the fact.
 
 Why a file of its own rather than a block of the pipeline: an ablation trains one model per variant on top of a
 finished run; keeping it out of the pipeline keeps ``curate run`` the one production path, and the ablation still
@@ -121,6 +132,7 @@ class AblationFile(BaseModel):
     variants: dict[str, Variant] = Field(min_length=2)
     export: ExportSpec | None = None
     finetune: TrainSpec | None = None
+    seeds: list[int] | None = None
     evaluate: list[HeldOut] | None = Field(default=None, min_length=1)
 
 
@@ -142,12 +154,18 @@ class Ablation:
     reference: str
     variants: dict[str, PlannedVariant]
     finetune: FinetuneSpec
+    seeds: list[int]
     held_out: dict[str, HeldOut]
     warnings: list[str] = field(default_factory=list)
 
     @property
     def recipe(self):
         return load_recipe_for(self.finetune, self.path.parent)
+
+    def seeded(self, seed: int):
+        """The recipe with ``seed`` as its training seed (adapter initialisation and data order)."""
+        recipe = self.recipe
+        return recipe.model_copy(update={"train": recipe.train.model_copy(update={"seed": seed})})
 
 
 def _absolute(value: str | None, base: Path) -> str | None:
@@ -245,6 +263,20 @@ def _training(spec: AblationFile, plan: Plan, base: Path, problems: list[str]) -
     return train
 
 
+def _seeds(spec: AblationFile, train: FinetuneSpec | None, base: Path, problems: list[str]) -> list[int]:
+    """The training seeds: the file's ``seeds`` (non-empty, each once), else the recipe's own seed."""
+    if spec.seeds is None:
+        return [load_recipe_for(train, base).train.seed] if train is not None else []
+    if not spec.seeds:
+        problems.append("seeds: the list is empty; give one or more seeds (e.g. [0, 1, 2]), or leave `seeds` out to "
+                        "train once with the recipe's seed")
+    repeated = sorted({s for s in spec.seeds if spec.seeds.count(s) > 1})
+    if repeated:
+        problems.append(f"seeds: {', '.join(map(str, repeated))} listed more than once; each seed trains every "
+                        "variant once, so a repeat would count the same model twice")
+    return list(spec.seeds)
+
+
 def load_ablation(path: str | Path, run_dir: str | Path | None = None, out: str | Path | None = None) -> Ablation:
     """Read and validate an ablation file and its pipeline; raises AblationError listing every problem."""
     path = Path(path).resolve()
@@ -266,11 +298,12 @@ def load_ablation(path: str | Path, run_dir: str | Path | None = None, out: str 
     if BASE in spec.variants:
         problems.append(f"variants: '{BASE}' is the untrained model's row in the table; call the variant otherwise")
     train = _training(spec, plan, base, problems)
+    seeds = _seeds(spec, train, base, problems)
     held_out = _held_out(spec, plan, base, problems)
     if problems:
         raise AblationError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
     target = Path(out) if out else (base / spec.out if spec.out else plan.run_dir / "ablate" / spec.name)
-    return Ablation(spec.name, path, plan, target, reference, variants, train, held_out, list(plan.warnings))
+    return Ablation(spec.name, path, plan, target, reference, variants, train, seeds, held_out, list(plan.warnings))
 
 
 # ---- running ------------------------------------------------------------------------------------------------------
@@ -314,14 +347,15 @@ def _prompt_sha(held: HeldOut) -> str:
 
 
 class _Score(Step):
-    """One model scored on one held-out set into OUT/<label>/eval/<set>/ (marker ``<set>.json`` beside it); models
+    """One model scored on one held-out set into OUT/<model>/eval/<set>/ (marker ``<set>.json`` beside it); models
     are loaded into ``loaded`` (shared by the model's steps) only when a step builds."""
 
     advances = False
 
-    def __init__(self, label: str, set_name: str, held: HeldOut, eval_set, fp: str, config: dict,
+    def __init__(self, model: str, set_name: str, held: HeldOut, eval_set, fp: str, config: dict,
                  adapter: Path | None, loaded: dict, progress: Progress):
-        self.name, self.folder = f"{label}-eval-{set_name}", Path(label) / "eval" / set_name
+        self.name = f"{model.replace('/', '-')}-eval-{set_name}"
+        self.folder = Path(model) / "eval" / set_name
         self.held, self.eval_set, self.fp, self.config, self.adapter = held, eval_set, fp, config, adapter
         self.loaded, self.progress = loaded, progress
 
@@ -348,10 +382,11 @@ class _Score(Step):
         return {"stats": StepStats(self.name, n, n, {}, time.perf_counter() - started).plain()}
 
 
-def _evaluate_model(ablation: Ablation, sets_read: dict, label: str, adapter: Path | None, adapter_fp: str | None,
+def _evaluate_model(ablation: Ablation, sets_read: dict, model: str, adapter: Path | None, adapter_fp: str | None,
                     progress: Progress) -> dict[str, bool]:
-    """Score one model on every held-out set into OUT/<label>/eval/<set>; {set: whether it was cached}. The model
-    loads only when some set needs scoring, once per backend configuration."""
+    """Score one model (``base`` or ``<variant>/seed-<s>``) on every held-out set into OUT/<model>/eval/<set>;
+    {set: whether it was cached}. The model loads only when some set needs scoring, once per backend
+    configuration."""
     loaded: dict[str, Any] = {}
     ctx = Context(ablation.out, make_executor(), progress)
     cached = {}
@@ -361,7 +396,7 @@ def _evaluate_model(ablation: Ablation, sets_read: dict, label: str, adapter: Pa
             config = eval_model_config(held, ablation.recipe.model)
             fp = fingerprint("ablate-evaluate", held.model_dump(mode="json", exclude={"name"}), *set_fp,
                              _prompt_sha(held), config, adapter_fp, __version__)
-            step = _Score(label, name, held, eval_set, fp, config, adapter, loaded, progress)
+            step = _Score(model, name, held, eval_set, fp, config, adapter, loaded, progress)
             cached[name] = run_step(step, ctx)[0].cached
     finally:
         for model in loaded.values():
@@ -369,9 +404,37 @@ def _evaluate_model(ablation: Ablation, sets_read: dict, label: str, adapter: Pa
     return cached
 
 
+def _seed_dir(variant: str, seed: int) -> str:
+    return f"{variant}/seed-{seed}"
+
+
+def _check_sizes(ablation: Ablation, exported: dict[str, dict]) -> None:
+    """Refuse, before any training, a variant whose train split is smaller than one optimizer step's rows."""
+    train = ablation.recipe.train
+    step_rows = train.batch_size * train.grad_accum
+    small = {name: counters.get("split_train", 0) for name, counters in exported.items()
+             if counters.get("split_train", 0) < step_rows}
+    if small:
+        raise AblationError("too few training rows, nothing was trained: " + "; ".join(
+            f"variant {name} has {n} train rows" for name, n in small.items())
+            + f"; one optimizer step of {ablation.recipe.name} takes {step_rows} rows (batch_size "
+            f"{train.batch_size} x grad_accum {train.grad_accum})")
+
+
+def _versus(reference: dict[int, Path], other: dict[int, Path]) -> dict:
+    """``other - reference``: ``compare_runs`` seed by seed (an untrained model's one run against every seed of the
+    reference) and the difference pooled over seeds (``curate.evaluate.pooled``)."""
+    from curate.evaluate import compare_runs
+    from curate.evaluate.pooled import compare_seeded
+
+    one = next(iter(other.values())) if len(other) == 1 else None
+    return {"per_seed": {str(s): compare_runs(run, one or other[s]) for s, run in reference.items()},
+            "pooled": compare_seeded(reference, other)}
+
+
 def run_ablation(ablation: Ablation, progress: Progress | None = None) -> dict:
     """Run every step (see the module docstring); write and return OUT/ablation.json's content."""
-    from curate.evaluate import compare_runs
+    from curate.evaluate.pooled import pooled_metrics
 
     progress = progress or Progress(enabled=False)
     started = time.perf_counter()
@@ -380,39 +443,60 @@ def run_ablation(ablation: Ablation, progress: Progress | None = None) -> dict:
     sets_read = {name: held_out_set(held, ablation.path.parent) for name, held in ablation.held_out.items()}
     rows = {d: _decontaminated(ablation, sets_read, d, stage_fps[d], progress)
             for d in dict.fromkeys(v.rows for v in ablation.variants.values())}
+    empty = [name for name, v in ablation.variants.items() if rows[v.rows][2]["rows_in"] == rows[v.rows][2][
+        "held_out_overlap"]]
+    if empty:
+        raise AblationError("no rows to train on, nothing was trained: " + "; ".join(
+            f"variant {name} ({ablation.variants[name].rows}: {rows[ablation.variants[name].rows][2]['rows_in']} rows"
+            f" before removing held-out overlap)" for name in empty))
+    exports = {}
+    for name, v in ablation.variants.items():
+        folder, rows_fp, _ = rows[v.rows]
+        ctx = Context(ablation.out / name, make_executor(), progress, rows=folder, fp=rows_fp)
+        exports[name] = run_step(ExportStep(v.export, pipeline=ablation.plan.path), ctx)[0], ctx.fp
+    _check_sizes(ablation, {name: stats.counters for name, (stats, _) in exports.items()})
     variants = {}
     for name, v in ablation.variants.items():
-        folder, rows_fp, overlap = rows[v.rows]
-        ctx = Context(ablation.out / name, make_executor(), progress, rows=folder, fp=rows_fp)
-        export_stats, _ = run_step(ExportStep(v.export, pipeline=ablation.plan.path), ctx)
-        recipe = load_recipe_for(ablation.finetune, ablation.path.parent)
-        train_stats, _ = run_step(FinetuneStep(recipe), ctx)
-        train_fp = ctx.fp
-        marker = read_json(ablation.out / name / "finetune.json")
-        evaluated = _evaluate_model(ablation, sets_read, name, ablation.out / name / "finetune", train_fp, progress)
-        variants[name] = {
-            "rows": v.rows, **overlap, "export": v.export.model_dump(mode="json", exclude={"push"}),
-            "exported": export_stats.counters, "train_rows": train_stats.rows_out,
-            "steps": train_stats.counters.get("steps"), "tokens_trained": train_stats.counters.get("tokens_trained"),
-            "first_loss": marker.get("first_loss"), "last_loss": marker.get("last_loss"),
-            "train_seconds": round(train_stats.seconds, 1),
-            "cached": {"export": export_stats.cached, "finetune": train_stats.cached, "evaluate": evaluated}}
+        export_stats, export_fp = exports[name]
+        runs = {}
+        for seed in ablation.seeds:
+            model = _seed_dir(name, seed)
+            ctx = Context(ablation.out / model, make_executor(), progress, fp=export_fp)
+            train_stats, _ = run_step(FinetuneStep(ablation.seeded(seed), ablation.out / name / "export"), ctx)
+            marker = read_json(ablation.out / model / "finetune.json")
+            evaluated = _evaluate_model(ablation, sets_read, model, ablation.out / model / "finetune", ctx.fp,
+                                        progress)
+            runs[str(seed)] = {
+                "train_rows": train_stats.rows_out, "steps": train_stats.counters.get("steps"),
+                "tokens_trained": train_stats.counters.get("tokens_trained"), "first_loss": marker.get("first_loss"),
+                "last_loss": marker.get("last_loss"), "train_seconds": round(train_stats.seconds, 1),
+                "cached": {"finetune": train_stats.cached, "evaluate": evaluated}}
+        variants[name] = {"rows": v.rows, **rows[v.rows][2], "export": v.export.model_dump(mode="json",
+                                                                                           exclude={"push"}),
+                          "exported": export_stats.counters, "export_cached": export_stats.cached, "seeds": runs}
     base_cached = _evaluate_model(ablation, sets_read, BASE, None, None, progress)
-    models = [BASE, *ablation.variants]
+    models = {BASE: {ablation.seeds[0]: BASE}, **{name: {s: _seed_dir(name, s) for s in ablation.seeds}
+                                                   for name in ablation.variants}}
     sets = {}
-    for name in ablation.held_out:
-        runs = {m: ablation.out / m / "eval" / name for m in models}
-        summaries = {m: read_json(runs[m] / "summary.json") for m in models}
-        sets[name] = {
-            "set": summaries[BASE]["set"], "settings": summaries[BASE]["settings"],
-            "metrics": {m: s["metrics"] for m, s in summaries.items()},
-            "versus_reference": {m: compare_runs(runs[ablation.reference], runs[m])
+    for set_name in ablation.held_out:
+        runs = {m: {s: ablation.out / folder / "eval" / set_name for s, folder in by_seed.items()}
+                for m, by_seed in models.items()}
+        summaries = {m: {str(s): read_json(run / "summary.json") for s, run in by_seed.items()}
+                     for m, by_seed in runs.items()}
+        first = summaries[BASE][str(ablation.seeds[0])]
+        sets[set_name] = {
+            "set": first["set"], "settings": first["settings"],
+            "metrics": {m: {s: summary["metrics"] for s, summary in by_seed.items()}
+                        for m, by_seed in summaries.items()},
+            "pooled": {m: pooled_metrics(by_seed) for m, by_seed in runs.items()},
+            "versus_reference": {m: _versus(runs[ablation.reference], runs[m])
                                  for m in models if m != ablation.reference}}
+    recipe = ablation.recipe
     result = {"name": ablation.name, "curate_version": __version__, "run_dir": str(ablation.plan.run_dir),
-              "out": str(ablation.out), "reference": ablation.reference, "recipe": ablation.recipe.name,
-              "model": ablation.recipe.model, "max_steps": ablation.recipe.train.max_steps,
-              "seed": ablation.recipe.train.seed, "variants": variants, "base": {"cached": base_cached},
-              "sets": sets, "seconds": round(time.perf_counter() - started, 1)}
+              "out": str(ablation.out), "reference": ablation.reference, "recipe": recipe.name,
+              "model": recipe.model, "max_steps": recipe.train.max_steps, "seeds": ablation.seeds,
+              "variants": variants, "base": {"cached": base_cached}, "sets": sets,
+              "seconds": round(time.perf_counter() - started, 1)}
     write_json(ablation.out / "ablation.json", result)
     return result
 
@@ -433,43 +517,60 @@ def _test(test: dict | None) -> str:
 
 
 def variants_table(result: dict):
-    """A rich Table: per variant its rows, what the held-out decontamination removed, training and caching."""
+    """A rich Table: per variant its rows, what the held-out decontamination removed, and each seed's training."""
     from rich.table import Table
 
+    seeds = ", ".join(map(str, result["seeds"]))
     table = Table(title=f"ablation {result['name']}: {result['recipe']} ({result['model']}), {result['max_steps']} "
-                        f"steps, seed {result['seed']}", title_justify="left")
-    for col in ("variant", "rows from", "rows (all kinds)", "held-out overlap removed", "exported", "train rows",
-                "loss first -> last", "train s", "cached"):
+                        f"steps, seeds {seeds}", title_justify="left")
+    for col in ("variant", "rows from", "rows (all kinds)", "held-out overlap removed", "exported", "seed",
+                "train rows", "loss first -> last", "train s", "cached"):
         table.add_column(col, overflow="fold")
     for name, v in result["variants"].items():
         exported = ", ".join(f"{k.removeprefix('split_')} {n}" for k, n in v["exported"].items())
-        loss = "-" if v["first_loss"] is None else f"{v['first_loss']:.3f} -> {v['last_loss']:.3f}"
-        cached = [k for k, c in v["cached"].items() if (all(c.values()) if isinstance(c, dict) else c)]
-        table.add_row(name + (" (reference)" if name == result["reference"] else ""), v["rows"], str(v["rows_in"]),
-                      str(v["held_out_overlap"]), exported, str(v["train_rows"]), loss, str(v["train_seconds"]),
-                      ", ".join(cached) or "-")
+        for i, (seed, run) in enumerate(v["seeds"].items()):
+            loss = "-" if run["first_loss"] is None else f"{run['first_loss']:.3f} -> {run['last_loss']:.3f}"
+            cached = [k for k, c in run["cached"].items() if (all(c.values()) if isinstance(c, dict) else c)]
+            label = name + (" (reference)" if name == result["reference"] else "")
+            first = [label, v["rows"], str(v["rows_in"]), str(v["held_out_overlap"]), exported] if i == 0 else \
+                [""] * 5
+            table.add_row(*first, seed, str(run["train_rows"]), loss, str(run["train_seconds"]),
+                          ", ".join(cached) or "-")
+        table.add_section()
     return table
 
 
 def set_table(result: dict, name: str):
-    """A rich Table for one held-out set: each metric per model, and the paired difference against the reference."""
+    """A rich Table for one held-out set: each metric per model (mean over seeds), the difference against the
+    reference pooled over seeds, and each seed's own difference."""
     from rich.table import Table
 
     data, ref = result["sets"][name], result["reference"]
-    level = next((m.get("level", 0.95) for ms in data["metrics"].values() for m in ms.values()), 0.95)
-    table = Table(title=f"{name}: {data['set']['n']} items ({data['set']['origin']})", title_justify="left")
-    for col in ("metric", "model", f"value [{level:.0%} CI]", "n", f"minus {ref} [paired {level:.0%} CI]",
-                "paired test"):
+    level = next((m.get("level", 0.95) for m in data["pooled"][ref].values()), 0.95)
+    several = len(result["seeds"]) > 1
+    over = "seeds x items" if several else "items"
+    table = Table(title=f"{name}: {data['set']['n']} items ({data['set']['origin']}), seeds "
+                        f"{', '.join(map(str, result['seeds']))}", title_justify="left")
+    for col in ("metric", "model", f"mean [{level:.0%} CI, {over}]", "n", f"minus {ref} [{level:.0%} CI, {over}]",
+                "per seed: minus " + ref if several else "paired test"):
         table.add_column(col, overflow="fold")
-    metrics = list(dict.fromkeys(k for ms in data["metrics"].values() for k in ms))
+    metrics = list(dict.fromkeys(k for ms in data["pooled"].values() for k in ms))
     for metric in metrics:
-        for i, (model, values) in enumerate(data["metrics"].items()):
-            paired = (data["versus_reference"].get(model) or {}).get("metrics", {}).get(metric)
+        for i, (model, values) in enumerate(data["pooled"].items()):
+            versus = data["versus_reference"].get(model)
+            pooled = (versus["pooled"]["metrics"].get(metric) if versus else None)
+            if not pooled:
+                last = "-"
+            elif several:
+                last = ", ".join(f"{s}: {d['value']:+.3f}" for s, d in pooled["per_seed"].items())
+            else:
+                last = _test(next(iter(versus["per_seed"].values()))["metrics"].get(metric, {}).get("test"))
             table.add_row(metric if i == 0 else "", model, _interval(values.get(metric)),
                           str((values.get(metric) or {}).get("n", "-")),
-                          _interval(paired["difference"], signed=True) if paired else "-",
-                          _test(paired.get("test")) if paired else "-")
+                          _interval(pooled["difference"], signed=True) if pooled else "-", last)
         table.add_section()
-    table.caption = (f"differences are model minus {ref} in the metric's own units (for a loss such as a negative "
-                     "log-likelihood, lower is better); items paired by id")
+    table.caption = (f"means over seeds and items; differences are model minus {ref} in the metric's own units "
+                     "(for a loss such as a negative log-likelihood, lower is better), items paired by id and "
+                     "seeds by seed (the base model, trained by no seed, against every seed); intervals resample "
+                     f"{over}")
     return table

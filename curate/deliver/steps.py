@@ -86,12 +86,13 @@ class PushStep(DeliveryStep):
 
 
 class FinetuneStep(DeliveryStep):
-    """LoRA-train ``recipe`` (a loaded ``curate.train.recipe.Recipe``) on RUN_DIR/export into RUN_DIR/finetune."""
+    """LoRA-train ``recipe`` (a loaded ``curate.train.recipe.Recipe``) on RUN_DIR/export (or on ``export``, an
+    export folder elsewhere) into RUN_DIR/finetune."""
 
     name = folder = "finetune"
 
-    def __init__(self, recipe):
-        self.recipe = recipe
+    def __init__(self, recipe, export: Path | None = None):
+        self.recipe, self.export = recipe, export
 
     def fingerprint(self, ctx: Context) -> str:
         return fingerprint("finetune", self.recipe.model_dump(mode="json"), ctx.fp, __version__)
@@ -100,7 +101,7 @@ class FinetuneStep(DeliveryStep):
         from curate.train.run import finetune
 
         started = time.perf_counter()
-        result = finetune(self.recipe, inside(ctx.run_dir, "export"), inside(ctx.run_dir, "finetune"),
+        result = finetune(self.recipe, self.export or inside(ctx.run_dir, "export"), inside(ctx.run_dir, "finetune"),
                           overwrite=True)
         losses = [h["loss"] for h in result.history.get("train", []) if "loss" in h]
         train_rows = read_json(result.output / "data.json")["rows"]["train"]

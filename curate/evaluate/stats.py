@@ -11,6 +11,9 @@ floats and dicts that go into ``summary.json`` as they are:
   got right, ``b10`` items only ``b`` got right, and the two-sided p-value ``min(1, 2 * P(X <= min))`` with
   ``X ~ Binomial(b01 + b10, 1/2)``.
 - ``sign_test(a, b)``: the exact two-sided sign test on paired graded scores (ties dropped), same binomial tail.
+- ``crossed_bootstrap_ci(table)``: the interval of the mean of a seeds x items table of paired differences (one
+  row per training seed, one column per item), resampling seeds and items independently, each with replacement (the
+  two-way bootstrap for crossed factors): the interval widens both when items disagree and when seeds do.
 """
 
 from __future__ import annotations
@@ -52,6 +55,25 @@ def paired_bootstrap_ci(a, b, *, resamples: int = RESAMPLES, level: float = LEVE
     if a.shape != b.shape:
         raise ValueError(f"paired scores differ in length: {a.size} and {b.size}")
     return bootstrap_ci(b - a, resamples=resamples, level=level, seed=seed)
+
+
+def crossed_bootstrap_ci(table, *, resamples: int = RESAMPLES, level: float = LEVEL,
+                         seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean of a (seeds, items) table, seeds and items drawn independently with
+    replacement in every resample; with one seed it is a bootstrap over the items alone."""
+    data = np.asarray(table, dtype=float)
+    if data.ndim != 2 or data.size == 0:
+        raise ValueError(f"crossed_bootstrap_ci needs a non-empty (seeds, items) table, got shape {data.shape}")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_items = data.shape
+    means = np.empty(resamples)
+    for r in range(resamples):
+        rows = rng.integers(0, n_seeds, n_seeds)
+        cols = rng.integers(0, n_items, n_items)
+        means[r] = data[np.ix_(rows, cols)].mean()
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def binomial_two_sided(k: int, n: int) -> float:
