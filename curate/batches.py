@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 
 from curate.io import parquet_files, summarise_row, write_json, write_jsonl, write_parquet
 from curate.stage import DROP, DROP_DETAIL, Reducer, Stage
-from curate.steps import StepFailed
 
 Segment = tuple[str, int, int]  # (parquet file, first row, row count)
 
@@ -70,6 +69,10 @@ def read_batch(segments: list[Segment]) -> dict[str, list]:
     """The rows of one planned batch as columns."""
     tables = [pq.read_table(f).slice(start, n) for f, start, n in segments]
     return pa.concat_tables(tables).to_pydict() if tables else {}
+
+
+class UndeclaredColumns(Exception):
+    """A stage wrote a column it does not declare in ``outputs``: a bug in the stage, not in the rows."""
 
 
 def batch_rows(batch: dict[str, list]) -> int:
@@ -132,7 +135,7 @@ def split_output(out: dict[str, list], schema: pa.Schema, stage: str, k: int):
     """Kept rows (as a batch in ``schema``), reject records and drop counts from one stage output."""
     undeclared = sorted(set(out) - set(schema.names) - {DROP, DROP_DETAIL})
     if undeclared:
-        raise StepFailed(f"stage '{stage}' produced undeclared column(s) {undeclared}; add them to its outputs")
+        raise UndeclaredColumns(f"stage '{stage}' produced undeclared column(s) {undeclared}; add them to its outputs")
     n = batch_rows(out)
     reasons = list(out.get(DROP) if out.get(DROP) is not None else [None] * n)
     details = list(out.get(DROP_DETAIL) if out.get(DROP_DETAIL) is not None else [None] * n)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -165,16 +165,34 @@ def check_source(spec: SourceSpec) -> list[str]:
     return problems
 
 
+def source_resolver(base: Path, catalog: dict | None = None) -> Callable[..., SourceSpec]:
+    """``resolve(source, name=, path=, mapping=)``: a source a stage config names (a catalog name or a connector
+    kind) as a SourceSpec, its path read from ``base``; the catalog is read on first use unless given."""
+    loaded = catalog
+
+    def resolve(source: str, name: str | None = None, path: str | None = None,
+                mapping: dict | None = None) -> SourceSpec:
+        nonlocal loaded
+        if loaded is None:
+            loaded = load_catalog()
+        return resolve_source(SourceRef(source=source, name=name, path=path, mapping=mapping or {}), base, loaded)
+
+    return resolve
+
+
 def plan_stage_entries(entries: list[dict[str, Any]], start: int, available: set[str] | None = None,
-                       base: Path | None = None, batch_size: int = 256) -> tuple[list[StageStep], list[str]]:
+                       base: Path | None = None, batch_size: int = 256,
+                       catalog: dict | None = None) -> tuple[list[StageStep], list[str]]:
     """Stages instantiated from YAML entries, numbered from ``start``, and every problem found.
 
     With ``available`` (the columns the first stage will see), each stage's declared inputs are checked against
     what the earlier stages produce; with ``base`` (the pipeline's folder), relative paths in stage configs are
-    read from there.
+    read from there (else from the working directory). Sources a stage config names are resolved here, from
+    ``catalog`` (read when needed if not given).
     """
     stages: list[StageStep] = []
     problems: list[str] = []
+    resolve = source_resolver(base or Path.cwd(), catalog)
     for i, entry in enumerate(entries, start=start):
         entry = dict(entry)
         name = entry.pop("stage", None)
@@ -188,7 +206,8 @@ def plan_stage_entries(entries: list[dict[str, Any]], start: int, available: set
             stage = stage_class(name)(entry)
             if base is not None:
                 stage.config = stage.config.relative_to(base)
-        except (LookupError, ValidationError, ImportError) as exc:
+            stage.config = stage.config.resolve_sources(resolve)
+        except (LookupError, ValidationError, ImportError, ConnectorError, CatalogError) as exc:
             problems.append(f"stage {i} ({name}): {exc}")
             continue
         if available is not None:
@@ -259,7 +278,7 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
     problems += [f"--source-path {k}: no source of that name in the pipeline" for k in overrides]
 
     stages, stage_problems = plan_stage_entries(spec.stages, start=2, available=set(COLUMNS), base=base,
-                                                batch_size=spec.batch_size)
+                                                batch_size=spec.batch_size, catalog=catalog)
     problems += stage_problems + _check_finetune(spec, base)
     if problems:
         raise PipelineError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))

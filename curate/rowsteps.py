@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from curate import __version__
-from curate.batches import BatchJob, plan_batches, read_batch, take_counters, write_shard
+from curate.batches import BatchJob, UndeclaredColumns, plan_batches, read_batch, take_counters, write_shard
 from curate.executors import Executor
 from curate.executors.serial import SerialExecutor
 from curate.ingest import ConnectorError, Reject, SourceSpec, read_source
@@ -188,6 +188,8 @@ class StageStep(RowStep):
                     record(shard)
         except StepFailed:
             raise
+        except UndeclaredColumns as exc:
+            raise StepFailed(str(exc)) from exc
         except Exception as exc:
             raise StepFailed(f"stage '{stage.name}' failed: {type(exc).__name__}: {exc}. Completed batches are kept; "
                              f"rerun the same command to resume.") from exc
@@ -198,9 +200,14 @@ class StageStep(RowStep):
                 "config": stage.config.model_dump(mode="json"), "stats": stats.plain()}
 
     def _reduce(self, ctx: Context, job: BatchJob, todo: list[int], record) -> None:
-        """Sketch every batch on the executor; consume the sketches here, in batch order, as they arrive."""
+        """Sketch every batch on the executor; consume the sketches here, in batch order, as they arrive (or, for a
+        stage that ``surveys``, once every sketch has arrived and the stage has surveyed them all)."""
         self.stage.begin()
-        for sketched in ctx.executor.map(job, todo, self.workers):
+        sketches = ctx.executor.map(job, todo, self.workers)
+        if self.stage.surveys:
+            sketches = list(sketches)
+            self.stage.survey([sketched["sketch"] for sketched in sketches])
+        for sketched in sketches:
             k, started = sketched["k"], time.perf_counter()
             verdict = self.stage.consume(sketched["sketch"])
             counters = Counter(sketched["counters"]) + Counter(take_counters(self.stage))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
@@ -47,6 +47,12 @@ class StageConfig(BaseModel):
 
     def relative_to(self, base: Path) -> "StageConfig":
         """This config with its relative file paths read from ``base`` (a pipeline's folder); none by default."""
+        return self
+
+    def resolve_sources(self, resolve: Callable[..., Any]) -> "StageConfig":
+        """This config with the sources it names (catalog names or connector kinds) resolved by the pipeline:
+        ``resolve(source, name=, path=, mapping=)`` returns a ``curate.ingest.SourceSpec``, so a stage reads the
+        catalog never itself. None by default."""
         return self
 
 
@@ -97,8 +103,14 @@ class Reducer(Stage):
     in batch order in one place (``begin`` first). ``consume`` returns the batch's ``_drop``/``_drop_detail``
     columns, or nothing when it drops no row."""
 
+    surveys: bool = False  # True: ``survey`` sees every batch's sketch before the first ``consume``
+
     def begin(self) -> None:
         """Start an empty state for ``consume`` (no model needed)."""
+
+    def survey(self, sketches: list[object]) -> None:
+        """With ``surveys``: read all the sketches, in batch order, before any is consumed (e.g. to rank rows over
+        the whole input)."""
 
     def sketch(self, batch: dict[str, list]) -> object:
         raise NotImplementedError
@@ -151,6 +163,7 @@ STAGES: dict[str, str] = {
     "decontaminate": "curate.quality.decontaminate:Decontaminate",
     "pii": "curate.quality.pii:PII",
     "judge": "curate.quality.judge:Judge",
+    "ifd": "curate.quality.ifd:IFD",
     "chunk": "curate.rag.chunk:Chunk",
     "index": "curate.rag.index:Index",
     "synth_qa": "curate.rag.synth:SynthQA",

@@ -8,6 +8,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
+from curate.pipeline import plan_stage_entries
 from curate.quality.decontaminate import Decontaminate
 from curate.quality.text import normalise
 from curate.schema import COLUMNS, make_qa
@@ -66,11 +67,22 @@ def test_planted_eval_questions_are_removed_and_the_rest_kept(training, realdata
 
 
 def test_eval_set_read_through_a_connector(training, realdata):
+    """A ``source:`` eval set is resolved by the pipeline (``plan_stage_entries``), then read by its connector."""
     config = {"eval_sets": [{"source": "hf_qa", "name": "medqa-hf", "path": str(realdata / MEDQA),
                              "mapping": {"question": "question", "answer": "answer"}}]}
-    reasons, details = run(config, training)
+    (step,), problems = plan_stage_entries([{"stage": "decontaminate", **config}], start=1)
+    assert problems == []
+    out = step.stage(columns(training, COLUMNS))
+    reasons, details = out[DROP], out[DROP_DETAIL]
     assert sum(bool(r) for r in reasons) == 60
     assert {json.loads(d)["eval_set"] for d in details if d} == {"medqa-hf"}
+    with pytest.raises(ValueError, match="no pipeline resolved"):  # the stage never reads the catalog itself
+        run(config, training[:1])
+
+
+def test_an_unknown_eval_source_fails_when_planned():
+    _, problems = plan_stage_entries([{"stage": "decontaminate", "eval_sets": [{"source": "no-such-set"}]}], start=1)
+    assert len(problems) == 1 and "'no-such-set' is neither a catalog source nor a connector kind" in problems[0]
 
 
 def test_short_eval_questions_and_near_duplicates(realdata):

@@ -17,6 +17,6 @@ A typical order is heuristics -> pii -> grounding -> judge -> decontaminate -> d
 LLM judge only on what survived them, dedup last so that the kept copy of a duplicate is one that passed every
 other check.
 
-``apply.py`` runs a list of these stages over a folder of parquet (``curate filter``); ``minhash.py`` and
-``text.py`` are their shared building blocks.
+``minhash.py`` and ``text.py`` are their shared building blocks; ``curate filter`` runs a list of these stages
+over a folder of rows (``curate.run.run_filters``).
 """

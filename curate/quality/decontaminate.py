@@ -15,9 +15,11 @@ JSON: ``{"eval_set": name, "ngram": "the matching words"}`` or ``{"eval_set": na
 An evaluation set is either a local file (``path``: ``.jsonl``, ``.json`` holding a list, an object of objects, or
 a list under the key ``records``; ``fields`` are the keys whose text is indexed, dotted for nesting, lists and
 objects joined) or a source read through ``curate.ingest`` (``source``: a catalog name or a connector kind with
-``path`` and ``mapping``; ``fields`` then means ``question`` = user turns, ``answer`` = assistant turns). Relative
-paths are relative to the pipeline file under ``curate run``, else to the working directory. The files' sha256 is
-part of the stage's fingerprint: an edited evaluation set reruns the stage.
+``path`` and ``mapping``; ``fields`` then means ``question`` = user turns, ``answer`` = assistant turns). The
+pipeline (or ``curate filter``) resolves a ``source`` before the stage runs (``resolve_sources``), so an unknown name
+fails in ``--dry-run``. Relative paths are relative to the pipeline file under ``curate run``, else to the working
+directory. The files' sha256 and the resolved sources are part of the stage's fingerprint: an edited evaluation set
+reruns the stage.
 
 Consumes ``kind``, ``messages``, ``text``, ``caption``; produces no new columns.
 
@@ -39,12 +41,14 @@ Example::
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from curate.ingest.base import SourceSpec
 from curate.io import file_sha256
 from curate.quality.minhash import NearIndex, WordHasher
 from curate.quality.text import Field as TextField
@@ -62,6 +66,7 @@ class EvalSet(BaseModel):
     fields: list[str] = Field(default_factory=lambda: ["question"], min_length=1)
     records: str | None = None
     mapping: dict[str, Any] = Field(default_factory=dict)
+    _resolved: SourceSpec | None = PrivateAttr(None)  # ``source`` as the pipeline resolved it
 
     @model_validator(mode="after")
     def _one_place(self) -> "EvalSet":
@@ -89,6 +94,16 @@ class DecontaminateConfig(StageConfig):
     def relative_to(self, base: Path) -> "DecontaminateConfig":
         sets = [s.model_copy(update={"path": str(base / Path(s.path).expanduser())}) if s.path else s
                 for s in self.eval_sets]
+        return self.model_copy(update={"eval_sets": sets})
+
+    def resolve_sources(self, resolve: Callable[..., SourceSpec]) -> "DecontaminateConfig":
+        sets = []
+        for eval_set in self.eval_sets:
+            eval_set = eval_set.model_copy()
+            if eval_set.source:
+                eval_set._resolved = resolve(eval_set.source, name=eval_set.name, path=eval_set.path,
+                                             mapping=eval_set.mapping)
+            sets.append(eval_set)
         return self.model_copy(update={"eval_sets": sets})
 
 
@@ -136,12 +151,12 @@ def eval_texts(spec: EvalSet) -> Iterator[str]:
 
 
 def _source_texts(spec: EvalSet) -> Iterator[str]:
-    from curate.catalog import load_catalog
     from curate.ingest import read_source
-    from curate.pipeline import SourceRef, resolve_source
 
-    ref = SourceRef(source=spec.source, name=spec.name, path=spec.path, mapping=spec.mapping)
-    for row in read_source(resolve_source(ref, Path.cwd(), load_catalog())):
+    if spec._resolved is None:
+        raise ValueError(f"eval set '{spec.label}' names source '{spec.source}', which no pipeline resolved: run "
+                         f"the stage in a pipeline or `curate filter`, or give the file as `path:` without `source:`")
+    for row in read_source(spec._resolved):
         if isinstance(row, dict):
             question, answer = question_answer(row) if row.get("messages") else (row_text(row), "")
             for field in spec.fields:
@@ -157,7 +172,8 @@ class Decontaminate(Stage):
 
     def fingerprint_extra(self) -> list:
         paths = (Path(s.path).expanduser() for s in self.config.eval_sets if s.path)
-        return [file_sha256(p) if p.is_file() else None for p in paths]
+        sources = [asdict(s._resolved) for s in self.config.eval_sets if s._resolved is not None]
+        return [file_sha256(p) if p.is_file() else None for p in paths] + sources
 
     def setup(self) -> None:
         c = self.config
