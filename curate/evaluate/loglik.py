@@ -141,7 +141,11 @@ def _transformers(llm, prompt: Prompt, continuations: dict[str, str]) -> dict[st
     text = llm.render(prompt)
 
     def tokenize(t: str, first: bool) -> list[int]:
-        return tokenizer(t, add_special_tokens=first)["input_ids"]
+        """As llama.cpp's ``add_bos``: a text that starts the sequence starts with BOS, whether or not the tokenizer
+        adds it itself (so an empty prompt is BOS alone)."""
+        ids = tokenizer(t, add_special_tokens=first)["input_ids"]
+        bos = tokenizer.bos_token_id
+        return [bos, *ids] if first and bos is not None and ids[:1] != [bos] else ids
 
     split = {label: split_tokens(tokenize, text, c) for label, c in continuations.items()}
     head = next(iter(split.values()))[0]

@@ -13,7 +13,9 @@ KV cache:
   log-probability of its tokens under the untempered model.
 - ``score(prompts, items)``: each item ``(prompt index, text or token ids)`` is a continuation; returns the
   log-probability of each of its tokens after the prompt (text split from the prompt by ``base.split_tokens``, as
-  ``curate.evaluate.loglik`` does).
+  ``curate.evaluate.loglik`` does). Items of one prompt share its evaluated cache.
+- ``score_pairs(pairs)``: each ``(prompt, continuation)`` pair its own sequence, many pairs per decode call (for
+  pairs that share no prompt, such as a dataset's questions and answers); same split and output as ``score``.
 
 Results depend only on the call's inputs: every call starts from an empty cache and decodes its batches in the same
 order, so the same call reproduces the same output (a resumed run writes the same rows).
@@ -45,7 +47,7 @@ class Sequences:
         params.n_seq_max = min(n_seq, llama_cpp.llama_max_parallel_sequences())
         params.kv_unified = True
         params.n_threads = params.n_threads_batch = llama.n_threads
-        self.n_seq, self.n_batch = params.n_seq_max, n_batch
+        self.n_seq, self.n_batch, self.n_ctx = params.n_seq_max, n_batch, n_ctx
         with suppress_stdout_stderr(disable=False):  # llama.cpp logs every adapted tensor to stderr
             self.ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
             adapter = getattr(llama, "_lora_adapter", None)
@@ -72,10 +74,11 @@ class Sequences:
             self._pieces[token] = self.llama.detokenize([token]).decode("utf-8", errors="replace")
         return self._pieces[token]
 
-    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> dict[int, np.ndarray]:
+    def _decode(self, entries: list[tuple[int, int, int, bool]], pick: dict[int, int] | None = None) -> dict:
         """Decode (token, position, sequence, wants logits) entries in batches of ``n_batch``; returns entry index ->
-        its log-softmax row (float32) for the entries that want one."""
-        out: dict[int, np.ndarray] = {}
+        its log-softmax row (float32) for the entries that want one, or with ``pick`` ({entry index: token}) only
+        that token's log-probability (a vocabulary row per scored token would not fit in memory for long texts)."""
+        out: dict[int, np.ndarray | float] = {}
         for start in range(0, len(entries), self.n_batch):
             part = entries[start:start + self.n_batch]
             b = self.batch
@@ -90,7 +93,7 @@ class Sequences:
                 if logits:
                     row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self.ctx.ctx, i),
                                                 shape=(self.n_vocab,))
-                    out[start + i] = _log_softmax(row)
+                    out[start + i] = _log_softmax(row) if pick is None else _logprob(row, pick[start + i])
         return out
 
     def _prompts(self, prompts: list[list[int]], first_seq: int) -> dict[int, np.ndarray]:
@@ -188,12 +191,51 @@ class Sequences:
         self._clear()
         return out
 
+    def score_pairs(self, pairs: list[tuple[str, str]]) -> list[list[float]]:
+        """See the module docstring."""
+        split = [split_tokens(self.tokenize, prompt, text) for prompt, text in pairs]
+        out: list[list[float]] = [[] for _ in pairs]
+        for wave in self._pair_waves([len(head) + len(tail) for head, tail in split]):
+            self._clear()
+            entries, targets = [], {}
+            for seq, k in enumerate(wave):
+                head, tail = split[k]
+                tokens = head + tail
+                for pos, token in enumerate(tokens[:-1]):
+                    wanted = pos >= len(head) - 1
+                    if wanted:
+                        targets[len(entries)] = (k, tokens[pos + 1])
+                    entries.append((token, pos, seq, wanted))
+            picked = self._decode(entries, {e: token for e, (_, token) in targets.items()})
+            for e, (k, _) in targets.items():
+                out[k].append(picked[e])
+        self._clear()
+        return out
+
+    def _pair_waves(self, lengths: list[int]) -> list[list[int]]:
+        """Pair indices in order, cut into waves of at most ``n_seq`` sequences and ``n_ctx`` tokens."""
+        waves: list[list[int]] = [[]]
+        used = 0
+        for k, n in enumerate(lengths):
+            if waves[-1] and (len(waves[-1]) == self.n_seq or used + n > self.n_ctx):
+                waves.append([])
+                used = 0
+            waves[-1].append(k)
+            used += n
+        return [w for w in waves if w]
+
 
 def _log_softmax(row: np.ndarray) -> np.ndarray:
     row = row.astype(np.float32, copy=True)
     row -= row.max()
     row -= np.log(np.exp(row).sum())
     return row
+
+
+def _logprob(row: np.ndarray, token: int) -> float:
+    """``_log_softmax(row)[token]`` without building the whole row."""
+    top = row.max()
+    return float(row[token] - top - np.log(np.exp(row - top, dtype=np.float32).sum()))
 
 
 def _pick(logprobs: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
