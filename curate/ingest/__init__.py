@@ -16,6 +16,7 @@ CONNECTORS = {
     "rocov2": "curate.ingest.rocov2",
     "dicom": "curate.ingest.dicom",
     "vqa": "curate.ingest.vqa",
+    "rows": "curate.ingest.rows",
 }
 
 
