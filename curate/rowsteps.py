@@ -32,7 +32,7 @@ from curate.executors.serial import SerialExecutor
 from curate.ingest import ConnectorError, Reject, SourceSpec, read_source
 from curate.io import read_json, read_jsonl, read_schema, write_json, write_jsonl, write_parquet
 from curate.progress import Progress
-from curate.schema import ARROW_SCHEMA
+from curate.schema import ARROW_SCHEMA, GROUNDED_SCHEMA
 from curate.stage import Reducer, Stage
 from curate.steps import Context, Step, StepFailed, StepStats, file_state, fingerprint, inside, run_step
 
@@ -87,6 +87,8 @@ class IngestStep(RowStep):
 
     def __init__(self, sources: list[SourceSpec], batch_size: int = 256, dirname: str = "01-ingest"):
         self.sources, self.batch_size, self.dirname = sources, batch_size, dirname
+        # rows read back from another run keep their passages and citations: then every shard has those columns
+        self.schema = GROUNDED_SCHEMA if any(s.kind == "rows" for s in sources) else ARROW_SCHEMA
 
     def fingerprint(self, ctx: Context) -> str:
         self._source_fps = [source_fingerprint(s) for s in self.sources]  # walks local sources' files once
@@ -103,21 +105,22 @@ class IngestStep(RowStep):
                 continue
             for stale in folder.glob(f"part-{i:03d}-*.parquet"):
                 stale.unlink()
-            stats.add(_ingest_source(i, spec, folder, self.batch_size, ctx.progress))
+            stats.add(_ingest_source(i, spec, folder, self.batch_size, ctx.progress, self.schema))
         stats.rows_in = stats.rows_out + sum(stats.dropped.values())
         _finish(folder, "rejects-*.jsonl")
         return {"version": __version__, "sources": [asdict(s) for s in self.sources],
                 "source_fingerprints": self._source_fps, "stats": stats.plain()}
 
 
-def _ingest_source(i: int, spec: SourceSpec, folder: Path, batch_size: int, progress: Progress) -> dict:
+def _ingest_source(i: int, spec: SourceSpec, folder: Path, batch_size: int, progress: Progress,
+                   schema: pa.Schema) -> dict:
     started, kept, dropped, rejects, buffer, part = time.perf_counter(), 0, Counter(), [], [], 0
 
     def flush() -> None:
         nonlocal part, buffer
         if buffer:
             write_parquet(folder / f"part-{i:03d}-{part:05d}.parquet",
-                          {c: [r[c] for r in buffer] for c in ARROW_SCHEMA.names}, ARROW_SCHEMA)
+                          {c: [r.get(c) for r in buffer] for c in schema.names}, schema)
             part, buffer = part + 1, []
 
     task = progress.task(f"ingest {spec.name}")

@@ -58,6 +58,13 @@ FEATURES = datasets.Features(
 COLUMNS = tuple(FEATURES)
 ARROW_SCHEMA: pa.Schema = FEATURES.arrow_schema
 
+# Columns of a grounded pair (``synth_qa`` writes them): the passages it was written from, numbered as the answer
+# cites them, and where each passage comes from. Rows read back from another run (the ``rows`` connector) keep them.
+CITATION = pa.struct([("chunk_id", pa.string()), ("doc_id", pa.string()), ("page", pa.int32()),
+                      ("page_end", pa.int32())])
+GROUNDING_COLUMNS: dict[str, pa.DataType] = {"context": pa.string(), "citations": pa.list_(CITATION)}
+GROUNDED_SCHEMA: pa.Schema = pa.schema([*ARROW_SCHEMA, *(pa.field(k, t) for k, t in GROUNDING_COLUMNS.items())])
+
 # The six ROCOv2 modality concepts (UMLS CUI -> modality label).
 MODALITY_CUIS = {
     "C0040405": "CT",

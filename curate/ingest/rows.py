@@ -2,8 +2,9 @@
 the output of one run can be a source of the next: pairs synthesized in one pipeline curated in another.
 
 ``spec.path`` is a folder of curate's row parquet files (``part-*.parquet``, as every stage folder holds). Each row
-keeps its id, kind, source, licence, provenance, messages, context and citations; columns a stage added beyond
-curate's row schema (``judge_score``, ``ifd``...) are not carried. A row without a licence gets the source's.
+keeps its id, kind, source, licence, provenance, messages and, for a grounded pair, its ``context`` and
+``citations`` (an ingest with a ``rows`` source writes those two columns for every source); other columns a stage
+added (``judge_score``, ``ifd``...) are not carried. A row without a licence gets the source's.
 
 Options: ``kinds``: only rows of these kinds (e.g. ``[qa]`` to leave a synthesis run's chunks out).
 
@@ -23,7 +24,7 @@ from typing import Iterator
 from curate.ingest import base
 from curate.ingest.base import ConnectorError, Reject, SourceSpec
 from curate.io import iter_batches, parquet_files
-from curate.schema import ARROW_SCHEMA
+from curate.schema import GROUNDED_SCHEMA
 
 
 class Options(base.Options):
@@ -35,7 +36,7 @@ def read(spec: SourceSpec, options: Options) -> Iterator[dict | Reject]:
     if not path.is_dir() or not parquet_files(path):
         raise ConnectorError(f"source '{spec.name}': no curate row files (part-*.parquet) in {path}: give a stage "
                              "folder of a run, such as runs/NAME/04-synth_qa")
-    names = ARROW_SCHEMA.names
+    names = GROUNDED_SCHEMA.names
     for batch in iter_batches(path, 256):
         for i in range(len(batch["id"])):
             row = {name: batch[name][i] if name in batch else None for name in names}

@@ -76,7 +76,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
 from pydantic import Field, model_validator
 
 from curate.embed import embed
@@ -92,12 +91,10 @@ from curate.rag.extractive import (adds_context, answer_type_problem, copies, ho
 from curate.rag.index import ChunkIndex, resolve
 from curate.rag.templates import template_question
 from curate.rag.units import MAX_WORDS, MIN_WORDS, Unit, answerable_units
-from curate.schema import make_qa
+from curate.schema import GROUNDING_COLUMNS, make_qa
 from curate.stage import DROP, DROP_DETAIL, Stage, StageConfig, rows
 
 INSUFFICIENT = "INSUFFICIENT_CONTEXT"
-CITATION = pa.struct([("chunk_id", pa.string()), ("doc_id", pa.string()), ("page", pa.int32()),
-                      ("page_end", pa.int32())])
 
 
 class SamplingConfig(StageConfig):
@@ -245,7 +242,7 @@ class SynthQA(Stage):
     name = "synth_qa"
     Config = SynthQAConfig
     inputs = ("id", "kind", "text", "doc_id", "page", "page_end", "source", "license", "provenance")
-    outputs = {"context": pa.string(), "citations": pa.list_(CITATION)}
+    outputs = GROUNDING_COLUMNS
 
     def fingerprint_extra(self) -> list:
         extra = [load_prompt(self.config.prompt).sha256]  # an edited prompt file redoes the stage
