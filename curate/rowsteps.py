@@ -92,7 +92,7 @@ class IngestStep(RowStep):
 
     def fingerprint(self, ctx: Context) -> str:
         self._source_fps = [source_fingerprint(s) for s in self.sources]  # walks local sources' files once
-        return fingerprint("ingest", self._source_fps, self.batch_size)
+        return fingerprint("ingest", self._source_fps, self.batch_size, self.schema.names)
 
     def build(self, ctx: Context, fp: str) -> dict:
         folder = inside(ctx.run_dir, self.dirname)
