@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from curate.evaluate import load_eval_set
-    from curate.evaluate.run import metrics
+    from curate.evaluate.harness import metrics
 
     out = Path(args.out)
     eval_set = load_eval_set(str(BOOLQ))

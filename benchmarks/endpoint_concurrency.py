@@ -86,7 +86,7 @@ def make_prompts(n: int, pdf: Path) -> list[str]:
     texts = passages(pdf, 40, 60)
     if len(texts) < n:
         raise SystemExit(f"only {len(texts)} passages in pages 40-60; ask for fewer --prompts")
-    return [prompt.render("questions", False, passage=t, n=2) for t in texts[:n]]
+    return [prompt.fill("questions", False, passage=t, n=2) for t in texts[:n]]
 
 
 # -- the server ----------------------------------------------------------------------------------------------------

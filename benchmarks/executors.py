@@ -26,8 +26,8 @@ import yaml
 
 from curate.executors import ExecutorSpec
 from curate.io import read_jsonl
+from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
-from curate.run import run_plan
 
 REALDATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata").resolve()
 

@@ -59,7 +59,7 @@ def main() -> None:
     pairs = json.loads(FIRSTAID.read_text())[: args.n]
     llm = load_llm(LLMConfig(backend="transformers"))
     prompts = load_prompt("judge.v1")
-    texts = [llm.render(prompts.render("judge", llm.instruction_tuned, context="(none)", question=p["question"],
+    texts = [llm.render(prompts.fill("judge", llm.instruction_tuned, context="(none)", question=p["question"],
                                        answer=p["answer"])) for p in pairs]
     print(f"{len(texts)} judge prompts on FirstAidQA pairs, embedded Gemma 3 270M on transformers, greedy, 64 tokens")
     variants = {"unconstrained": None}

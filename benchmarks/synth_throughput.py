@@ -56,8 +56,8 @@ from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
 from curate.io import iter_batches, write_parquet
 from curate.llm.llamacpp import LlamaCppLLM, embedded_gguf
+from curate.orchestrate import index_folder
 from curate.rag.synth import SynthQA
-from curate.run import index_folder
 from curate.schema import ARROW_SCHEMA
 from curate.stage import DROP, rows
 

@@ -38,8 +38,8 @@ import pyarrow.parquet as pq
 from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
 from curate.io import write_parquet
+from curate.orchestrate import index_folder
 from curate.rowsteps import StageStep, run_stages
-from curate.run import index_folder
 from curate.schema import ARROW_SCHEMA
 from curate.stage import stage_class
 from curate.steps import file_state, fingerprint

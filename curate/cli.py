@@ -45,10 +45,10 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, object]:
 
 def cmd_run(args) -> int:
     from curate.executors import ExecutorSpec
+    from curate.orchestrate import run_plan
     from curate.pipeline import PipelineError, load_plan
     from curate.progress import Progress
     from curate.report import print_report
-    from curate.run import run_plan
     from curate.steps import StepFailed
 
     try:
@@ -109,11 +109,11 @@ def plan_table(plan, executor) -> Table:
 def cmd_ingest(args) -> int:
     from curate.catalog import CatalogError, load_catalog
     from curate.ingest import ConnectorError
+    from curate.orchestrate import RunReport
     from curate.pipeline import SourceRef, check_source, resolve_source
     from curate.progress import Progress
     from curate.report import print_report
     from curate.rowsteps import ingest
-    from curate.run import RunReport
 
     try:
         catalog = load_catalog()
@@ -179,7 +179,7 @@ def cmd_export(args) -> int:
 
     try:
         options = ExportOptions(
-            format=args.format, reasoning=args.reasoning, fractions=parse_fractions(args.split), seed=args.seed,
+            format=args.format, reasoning=args.reasoning, splits=parse_fractions(args.split), seed=args.seed,
             language=args.language or ["en"], name=args.name, pipeline=Path(args.pipeline) if args.pipeline else None,
             save_to_disk=args.save_to_disk, max_shard_mb=args.max_shard_mb, overwrite=args.overwrite,
             context=args.context)
@@ -249,8 +249,8 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_filter(args) -> int:
+    from curate.orchestrate import FilterError, load_filters, run_filters
     from curate.progress import Progress
-    from curate.run import FilterError, load_filters, run_filters
     from curate.report import print_report
     from curate.steps import StepFailed
 
@@ -310,14 +310,14 @@ def cmd_ablate(args) -> int:
 
 
 def _single_stage_report(name: str, out: Path, stats) -> dict:
-    from curate.run import RunReport
+    from curate.orchestrate import RunReport
 
     return RunReport(name, str(out), __version__, stats.seconds, [stats], str(out), stats.rows_out).to_json()
 
 
 def cmd_index(args) -> int:
+    from curate.orchestrate import index_folder
     from curate.progress import Progress
-    from curate.run import index_folder
     from curate.report import print_report
 
     source = Path(args.input)
@@ -336,8 +336,8 @@ def cmd_index(args) -> int:
 def cmd_synth(args) -> int:
     from pydantic import ValidationError
 
+    from curate.orchestrate import synth_folder
     from curate.progress import Progress
-    from curate.run import synth_folder
     from curate.report import print_report
     from curate.steps import StepFailed
 
@@ -442,7 +442,7 @@ def finetune_table(plan) -> Table:
     table.add_row("lora", json.dumps(r.lora.model_dump(mode="json")))
     table.add_row("train", json.dumps(r.train.model_dump(mode="json", exclude_none=True)))
     table.add_row("data", f"{d.folder} [{d.format}]: {len(d.train):,} train rows, "
-                          f"{len(d.eval) if d.eval else 0:,} eval rows, sha256 {d.fingerprint['sha256'][:16]}")
+                          f"{len(d.eval) if d.eval else 0:,} eval rows, sha256 {d.digest['sha256'][:16]}")
     return table
 
 

@@ -36,10 +36,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate.catalog import CatalogError, load_catalog
-from curate.deliver.specs import EvaluateSpec, ExportSpec, FinetuneSpec, load_recipe_for, local_path
+from curate.deliver.specs import EvaluateSpec, ExportSpec, FinetuneSpec, load_recipe_for
 from curate.executors import ExecutorSpec
 from curate.ingest import CONNECTORS, ConnectorError, validate_options
 from curate.ingest.base import SourceSpec
+from curate.paths import beside, path_or_name
 from curate.rowsteps import IngestStep, StageStep
 from curate.schema import COLUMNS
 from curate.stage import stage_class
@@ -118,16 +119,9 @@ class PipelineError(Exception):
     """The pipeline cannot run as written; the message lists every problem found."""
 
 
-def _resolve_path(value: str | None, base: Path) -> Path | None:
-    if value is None:
-        return None
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
-
-
 def resolve_source(ref: SourceRef, base: Path, catalog: dict, override: Path | None = None) -> SourceSpec:
     """A SourceSpec from a pipeline reference: catalog entry (if named) with the reference's overrides applied."""
-    path = override if override is not None else _resolve_path(ref.path, base)
+    path = override if override is not None else (beside(base, ref.path) if ref.path is not None else None)
     if ref.source in catalog:
         spec = catalog[ref.source].spec(path)
     elif ref.source in CONNECTORS:
@@ -282,7 +276,7 @@ def load_plan(path: str | Path, run_dir: str | Path | None = None,
     problems += stage_problems + _check_finetune(spec, base)
     if problems:
         raise PipelineError(f"{path}:\n" + "\n".join(f"  - {p}" for p in problems))
-    out = _resolve_path(spec.run_dir, base) if spec.run_dir else Path("runs") / spec.name
+    out = beside(base, spec.run_dir) if spec.run_dir else Path("runs") / spec.name
     executor = ExecutorSpec(kind=spec.executor) if isinstance(spec.executor, str) else spec.executor
     effective = {**raw, "sources": [_effective_source(r, s) for r, s in zip(
         [r for r in spec.sources if r.enabled], sources)]}
@@ -317,7 +311,7 @@ def _check_evaluate(spec: EvaluateSpec, base: Path) -> list[str]:
     from curate.evaluate.sets import SetError, load_eval_set
 
     try:
-        load_eval_set(local_path(spec.set, base), path=local_path(spec.path, base), split=spec.split,
+        load_eval_set(path_or_name(spec.set, base), path=path_or_name(spec.path, base), split=spec.split,
                       layout=spec.layout, limit=1)
     except SetError as exc:
         return [f"finetune.evaluate: {exc}"]

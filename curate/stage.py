@@ -156,7 +156,7 @@ def columns(row_list: Iterable[dict], keys: Iterable[str]) -> dict[str, list]:
 
 # name -> "module:Class". Imported on first use so that `curate run --dry-run` stays fast and light.
 STAGES: dict[str, str] = {
-    "select": "curate.stages.select:Select",
+    "select": "curate.quality.select:Select",
     "heuristics": "curate.quality.heuristics:Heuristics",
     "grounding": "curate.quality.grounding:Grounding",
     "dedup": "curate.quality.dedup:Dedup",

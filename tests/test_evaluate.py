@@ -437,7 +437,7 @@ def test_export_split_becomes_open_items(tmp_path, realdata):
     write_parquet(stage / "part-00000.parquet", columns(rows, schema.names), schema)
     write_json(stage / "_stage.json", {"stage": "test", "config": {},
                                        "stats": {"rows_in": 20, "rows_out": 20, "dropped": {}}})
-    export(stage, tmp_path / "export", ExportOptions(fractions={"train": 0.5, "test": 0.5}))
+    export(stage, tmp_path / "export", ExportOptions(splits={"train": 0.5, "test": 0.5}))
     eval_set = load_eval_set(str(tmp_path / "export"), split="test")
     questions = {i["question"]: i["answer"] for i in items}
     assert eval_set.items and all(item.task == "open" for item in eval_set.items)

@@ -22,14 +22,6 @@ from curate.evaluate.vqa import closed_fields, exact_match, short_answer, vqa_pr
 from curate.llm.hf import TransformersLLM
 
 VQA_RAD = "vqa/vqa_rad"
-SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
-            "<end_of_image>", "<image_soft_token>"]
-# Gemma 3's chat template, reduced to what these prompts use: user / model turns, image parts as <start_of_image>
-TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' "
-            "else m['role'] }}\n{% if m['content'] is string %}{{ m['content'] | trim }}{% else %}"
-            "{% for p in m['content'] %}{% if p['type'] == 'image' %}<start_of_image>{% else %}"
-            "{{ p['text'] | trim }}{% endif %}{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
-            "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
 SETTINGS = {"style": "chat", "max_tokens_choice": 4, "max_tokens_open": 6, "resamples": 200, "batch_size": 6}
 
 
@@ -50,56 +42,19 @@ def vqa_set(vqa_root):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(raw):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+def tokenizer(raw, train_tokenizer):
     texts = [f"{r['question']}\n{r['answer']}" for r in raw.values()] + ["user\nmodel\nAnswer with yes or no."]
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=500, special_tokens=SPECIALS, show_progress=False,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                              "image_token": "<image_soft_token>"})
-
-
-def _text_config(vocab: int) -> dict:
-    return dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=1, head_dim=16, sliding_window=16, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-                layer_types=["sliding_attention", "full_attention"])
+    return train_tokenizer(texts, 500)
 
 
 @pytest.fixture(scope="module")
-def tiny_vlm(tmp_path_factory, tokenizer) -> Path:
-    """A Gemma3ForConditionalGeneration folder and its Gemma3Processor (with a Gemma-style chat template)."""
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
-    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
-
-    torch.manual_seed(0)
-    config = Gemma3Config(
-        text_config=_text_config(len(tokenizer)),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=28, patch_size=14),
-        mm_tokens_per_image=4, boi_token_index=tokenizer.boi_token_id, eoi_token_index=tokenizer.eoi_token_id,
-        image_token_index=tokenizer.image_token_id)
-    folder = tmp_path_factory.mktemp("tiny") / "gemma3-vlm"
-    Gemma3ForConditionalGeneration(config).save_pretrained(folder)
-    Gemma3Processor(image_processor=Gemma3ImageProcessorPil(size={"height": 28, "width": 28}), tokenizer=tokenizer,
-                    image_seq_length=4, chat_template=TEMPLATE).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_text(tmp_path_factory, tokenizer) -> Path:
+def tiny_text(tmp_path_factory, tokenizer, text_config) -> Path:
     """A text-only Gemma3ForCausalLM folder."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny") / "gemma3-text"
-    Gemma3ForCausalLM(Gemma3TextConfig(**_text_config(len(tokenizer)))).save_pretrained(folder)
+    Gemma3ForCausalLM(Gemma3TextConfig(**text_config(len(tokenizer)))).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -20,8 +20,8 @@ import yaml
 
 from curate.executors import ExecutorSpec
 from curate.io import read_jsonl
+from curate.orchestrate import run_plan
 from curate.pipeline import PipelineError, load_plan
-from curate.run import run_plan
 from curate.steps import StepFailed, inside
 
 STAGES = ["02-chunk", "03-decontaminate", "04-heuristics", "05-pii", "06-grounding", "07-dedup"]
@@ -193,7 +193,7 @@ def test_parsing_a_pipeline_imports_no_model_code(tmp_path, realdata):
         "evaluate": {"set": str(realdata / "qa/firstaidqa/eval_questions_40.json")}})
     path.write_text(yaml.safe_dump(spec))
     heavy = ("torch", "transformers", "llama_cpp", "chromadb", "ray", "sentence_transformers", "peft", "trl",
-             "curate.train.run", "curate.evaluate.run", "curate.evaluate.models", "curate.llm.llamacpp",
+             "curate.train.run", "curate.evaluate.harness", "curate.evaluate.models", "curate.llm.llamacpp",
              "curate.llm.hf", "curate.executors.raydata")
     code = ("import sys, curate.pipeline; from curate.pipeline import load_plan; "
             f"assert [s.name for s in load_plan({str(path)!r}).steps()][-5:] == "

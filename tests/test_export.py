@@ -32,10 +32,10 @@ from curate.export.splits import assign_splits, group_keys, parse_fractions
 from curate.ingest import vqa
 from curate.ingest.base import SourceSpec
 from curate.io import write_json, write_parquet
+from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
 from curate.progress import Progress
 from curate.rowsteps import ingest
-from curate.run import run_plan
 from curate.schema import arrow_schema_for, make_image, make_page, make_qa
 from curate.stage import Stage, columns, register, rows
 from curate.steps import Context, run_step
@@ -349,7 +349,7 @@ def qa_and_vqa_folder(tmp_path_factory, realdata) -> Path:
 def test_each_format_exports_and_loads(qa_and_vqa_folder, tmp_path, fmt, mode):
     out = tmp_path / fmt
     result = export(qa_and_vqa_folder, out, ExportOptions(format=fmt, reasoning=mode,
-                                                          fractions={"train": 0.8, "test": 0.2}))
+                                                          splits={"train": 0.8, "test": 0.2}))
     ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     assert set(ds) == {"train", "test"} and sum(ds[s].num_rows for s in ds) == sum(result.splits.values())
     rows = [r for s in ds for r in ds[s]]
@@ -368,7 +368,7 @@ def test_each_format_exports_and_loads(qa_and_vqa_folder, tmp_path, fmt, mode):
 
 def test_save_to_disk_form_sits_beside_the_parquet(qa_and_vqa_folder, tmp_path):
     out = tmp_path / "ds"
-    export(qa_and_vqa_folder, out, ExportOptions(save_to_disk=True, fractions={"train": 0.5, "test": 0.5}))
+    export(qa_and_vqa_folder, out, ExportOptions(save_to_disk=True, splits={"train": 0.5, "test": 0.5}))
     on_disk = datasets.load_from_disk(str(out / "arrow"))
     loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     assert {s: on_disk[s].num_rows for s in on_disk} == {s: loaded[s].num_rows for s in loaded}
@@ -377,7 +377,7 @@ def test_save_to_disk_form_sits_beside_the_parquet(qa_and_vqa_folder, tmp_path):
 def test_unknown_licence_makes_the_card_say_other(tmp_path, realdata):
     folder = tmp_path / "01-ingest"
     ingest([SourceSpec(name="firstaid-unlabelled", kind="hf_qa", path=realdata / FIRSTAID, limit=30)], folder)
-    export(folder, tmp_path / "ds", ExportOptions(fractions={"train": 1.0}))
+    export(folder, tmp_path / "ds", ExportOptions(splits={"train": 1.0}))
     card = (tmp_path / "ds" / "README.md").read_text()
     assert front_matter(card)["license"] == "other"
     assert "> **Warning:** unknown licence for source(s) firstaid-unlabelled" in card
@@ -438,7 +438,7 @@ def generated_folder(tmp_path_factory, realdata) -> Path:
 
 def test_generated_rows_keep_context_chunks_and_their_model_on_the_card(generated_folder, tmp_path):
     result = export(generated_folder, tmp_path / "ds", ExportOptions(
-        context="include", fractions={"train": 0.5, "validation": 0.25, "test": 0.25}))
+        context="include", splits={"train": 0.5, "validation": 0.25, "test": 0.25}))
     tables = split_tables(tmp_path / "ds")
     assert result.splits == {"train": 6, "validation": 3, "test": 3}
     generated = stage_rows(generated_folder)
@@ -448,7 +448,7 @@ def test_generated_rows_keep_context_chunks_and_their_model_on_the_card(generate
     assert first["messages"][0]["content"].startswith("Context:\n[1] ")
     card = (tmp_path / "ds" / "README.md").read_text()
     assert "`llamacpp / gemma-3-270m` (12 rows)" in card and "synth_qa.v1 (version 1, sha256 0123456789ab)" in card
-    lopsided = export(generated_folder, tmp_path / "ds2", ExportOptions(fractions={"train": 0.97, "test": 0.03}))
+    lopsided = export(generated_folder, tmp_path / "ds2", ExportOptions(splits={"train": 0.97, "test": 0.03}))
     assert lopsided.splits == {"train": 12} and "split 'test' is empty" in lopsided.warnings[0]
     assert "split 'test' is empty" in (tmp_path / "ds2" / "README.md").read_text()
 
@@ -470,7 +470,7 @@ def test_context_is_omitted_by_default_and_included_on_request(generated_folder,
     records = {}
     for context in ("omit", "include"):
         out = tmp_path / context
-        options = ExportOptions(format=fmt, fractions={"train": 1.0}, **({} if context == "omit" else
+        options = ExportOptions(format=fmt, splits={"train": 1.0}, **({} if context == "omit" else
                                                                           {"context": context}))
         export(generated_folder, out, options)
         records[context] = split_tables(out)["train"]
@@ -509,7 +509,7 @@ def test_context_mode_is_part_of_the_export_steps_fingerprint(generated_folder, 
 
 def test_large_splits_are_sharded_and_still_load(qa_and_vqa_folder, tmp_path):
     out = tmp_path / "ds"
-    export(qa_and_vqa_folder, out, ExportOptions(fractions={"train": 1.0}, max_shard_mb=0.2))
+    export(qa_and_vqa_folder, out, ExportOptions(splits={"train": 1.0}, max_shard_mb=0.2))
     shards = sorted(p.name for p in (out / "data").glob("*.parquet"))
     assert len(shards) > 1 and shards == [f"train-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
     ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))

@@ -44,7 +44,7 @@ def exported(tmp: Path, specs: list[SourceSpec], extra: list[dict] = ()) -> Path
                   ARROW_SCHEMA)
     write_json(folder / "_stage.json", {"stage": "ingest", "config": {},
                                         "stats": {"rows_in": len(rows), "rows_out": len(rows), "dropped": {}}})
-    export(folder, tmp / "ds", ExportOptions(fractions={"train": 0.8, "test": 0.2}))
+    export(folder, tmp / "ds", ExportOptions(splits={"train": 0.8, "test": 0.2}))
     return tmp / "ds"
 
 

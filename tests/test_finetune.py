@@ -35,9 +35,9 @@ from curate.train.data import (
     TurnMarkers,
     VisionCollator,
     assistant_labels,
+    gemma_turns,
     image_dataset,
     load_training_data,
-    render,
     tokenize_text,
 )
 from curate.train.hub import push_model
@@ -48,8 +48,6 @@ from curate.train.unsloth_backend import train as unsloth_train
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "finetune"
 FIRSTAID = "qa/firstaidqa/firstaidqa_v1.json"
-SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
-            "<end_of_image>", "<image_soft_token>"]
 
 
 # ---- fixtures: real exports, a tokenizer, tiny models --------------------------------------------------------------
@@ -68,7 +66,7 @@ def _qa_export(tmp: Path, items: list[tuple[int, dict]]) -> Path:
     rows = [make_qa(question=i["question"], answer=i["answer"], source="firstaidqa", license="cc-by-4.0",
                     origin=FIRSTAID, locator=str(n)) for n, i in items]
     out = tmp / "export"
-    export(_stage_folder(tmp / "02-stage", rows), out, ExportOptions(fractions={"train": 0.8, "validation": 0.2}))
+    export(_stage_folder(tmp / "02-stage", rows), out, ExportOptions(splits={"train": 0.8, "validation": 0.2}))
     return out
 
 
@@ -94,71 +92,28 @@ def vqa_export(tmp_path_factory, realdata) -> Path:
     spec = SourceSpec(name="vqa_rad", kind="vqa", license="CC0-1.0", path=realdata / "vqa/vqa_rad")
     rows = list(itertools.islice((r for r in vqa.read(spec, vqa.Options()) if isinstance(r, dict)), 8))
     out = tmp / "export"
-    export(_stage_folder(tmp / "02-stage", rows), out, ExportOptions(fractions={"train": 1.0}))
+    export(_stage_folder(tmp / "02-stage", rows), out, ExportOptions(splits={"train": 1.0}))
     return out
 
 
-def _tokenizer(texts: list[str]):
-    """A byte-level BPE tokenizer trained on ``texts``, with Gemma's special tokens at Gemma's ids 0-3."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts + ["user\nmodel\n"], trainers.BpeTrainer(
-        vocab_size=600, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                              "image_token": "<image_soft_token>"})
-
-
 @pytest.fixture(scope="module")
-def tokenizer(realdata):
+def tokenizer(realdata, train_tokenizer):
     items = json.loads((realdata / FIRSTAID).read_text())[:60]
-    return _tokenizer([f"{i['question']}\n{i['answer']}" for i in items])
-
-
-def _text_config(vocab: int) -> dict:
-    return dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=1, head_dim=16, sliding_window=16, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-                layer_types=["sliding_attention", "full_attention"])
+    return train_tokenizer([f"{i['question']}\n{i['answer']}" for i in items] + ["user\nmodel\n"], 600)
 
 
 @pytest.fixture(scope="module")
-def tiny_gemma3n(tmp_path_factory, tokenizer) -> Path:
+def tiny_gemma3n(tmp_path_factory, tokenizer, text_config) -> Path:
     """A Gemma3nForCausalLM folder: 2 layers, hidden size 32, AltUp, LAuReL and per-layer inputs all present."""
     from transformers import Gemma3nForCausalLM, Gemma3nTextConfig
 
     torch.manual_seed(0)
-    config = Gemma3nTextConfig(**_text_config(len(tokenizer)), vocab_size_per_layer_input=len(tokenizer),
+    config = Gemma3nTextConfig(**text_config(len(tokenizer)), vocab_size_per_layer_input=len(tokenizer),
                                hidden_size_per_layer_input=8, laurel_rank=4, num_kv_shared_layers=0,
                                altup_num_inputs=2)
     folder = tmp_path_factory.mktemp("tiny") / "gemma3n"
     Gemma3nForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tiny_vlm(tmp_path_factory, tokenizer) -> Path:
-    """A Gemma3ForConditionalGeneration folder with a one-layer SigLIP (28 px, 4 image tokens) and its processor."""
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
-    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
-
-    torch.manual_seed(0)
-    config = Gemma3Config(
-        text_config=_text_config(len(tokenizer)),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=28, patch_size=14),
-        mm_tokens_per_image=4, boi_token_index=tokenizer.boi_token_id, eoi_token_index=tokenizer.eoi_token_id,
-        image_token_index=tokenizer.image_token_id)
-    folder = tmp_path_factory.mktemp("tiny") / "gemma3-vlm"
-    Gemma3ForConditionalGeneration(config).save_pretrained(folder)
-    Gemma3Processor(image_processor=Gemma3ImageProcessorPil(size={"height": 28, "width": 28}), tokenizer=tokenizer,
-                    image_seq_length=4).save_pretrained(folder)
     return folder
 
 
@@ -245,7 +200,7 @@ def test_only_assistant_tokens_carry_loss(tokenizer):
                 {"role": "assistant", "content": "Lay the person on their side."},
                 {"role": "user", "content": "Why?"},
                 {"role": "assistant", "content": "It keeps the airway open."}]
-    text = render(messages)
+    text = gemma_turns(messages)
     assert text.startswith("<start_of_turn>user\nYou are a first-aid instructor.\n\nWhat is the recovery position?"
                            "<end_of_turn>\n<start_of_turn>model\nLay the person")
     row = tokenize_text([{"messages": messages, "images": []}], tokenizer)[0]
@@ -291,16 +246,16 @@ def test_export_folder_loads_with_fingerprint(firstaid_export):
     data = load_training_data(firstaid_export, max_train_rows=5)
     assert data.format == "messages" and len(data.train) == 5 and data.eval and not data.has_images
     assert data.train[0]["messages"][0]["role"] == "user"
-    assert [f["path"] for f in data.fingerprint["files"]] == sorted(
+    assert [f["path"] for f in data.digest["files"]] == sorted(
         p.relative_to(firstaid_export).as_posix() for p in (firstaid_export / "data").glob("*.parquet"))
-    assert len(data.fingerprint["sha256"]) == 64
-    assert load_training_data(firstaid_export, max_train_rows=5).fingerprint == data.fingerprint
+    assert len(data.digest["sha256"]) == 64
+    assert load_training_data(firstaid_export, max_train_rows=5).digest == data.digest
 
 
 def test_medrescue_export_reads_as_the_same_conversations(firstaid_export, tmp_path):
     medrescue = tmp_path / "medrescue"
     export(firstaid_export.parent / "02-stage", medrescue,
-           ExportOptions(format="medrescue", fractions={"train": 0.8, "validation": 0.2}))
+           ExportOptions(format="medrescue", splits={"train": 0.8, "validation": 0.2}))
     data = load_training_data(medrescue)
     assert data.format == "medrescue"
     assert data.train == load_training_data(firstaid_export).train
@@ -423,7 +378,7 @@ def test_finetune_push_on_all_rights_reserved_rows_is_refused_before_training(tm
     rows = [make_qa(question=item["question"], answer=item["answer"], source="army-manual",
                     license="all-rights-reserved", origin=FIRSTAID, locator=str(n)) for n in range(4)]
     data = tmp_path / "export"
-    export(_stage_folder(tmp_path / "02-stage", rows), data, ExportOptions(fractions={"train": 1.0}))
+    export(_stage_folder(tmp_path / "02-stage", rows), data, ExportOptions(splits={"train": 1.0}))
     assert main(["finetune", str(RECIPES / "gemma3-270m-cpu-lora.yaml"), "--data", str(data), "--output",
                  str(tmp_path / "out"), "--push", "me/adapter", "--public"]) == 2
     assert "army-manual (all-rights-reserved)" in capsys.readouterr().err and not (tmp_path / "out").exists()
@@ -450,7 +405,7 @@ def test_tiny_gemma3n_lora_learns_saves_and_reloads(firstaid_export, tiny_gemma3
     assert load_recipe(out / "recipe.yaml").train.max_steps == 12
     data = json.loads((out / "data.json").read_text())
     full = load_training_data(firstaid_export)
-    assert data["rows"] == {"train": 8, "eval": len(full.eval)} and data["sha256"] == full.fingerprint["sha256"]
+    assert data["rows"] == {"train": 8, "eval": len(full.eval)} and data["sha256"] == full.digest["sha256"]
     assert data["licenses"] == {"firstaidqa": ["cc-by-4.0"]}
     card = (out / "README.md").read_text()
     meta = yaml.safe_load(card.split("---\n")[1])

@@ -13,7 +13,7 @@ import curate
 
 PACKAGE = Path(curate.__file__).parent
 LIBRARIES = ("rag", "quality", "ingest", "export", "train", "evaluate", "llm")
-RUN_LAYER = ("curate.run", "curate.pipeline", "curate.rowsteps", "curate.steps", "curate.batches",
+RUN_LAYER = ("curate.orchestrate", "curate.pipeline", "curate.rowsteps", "curate.steps", "curate.batches",
              "curate.executors")
 
 

@@ -24,8 +24,8 @@ from PIL import Image
 from curate.cli import main
 from curate.demo import prepare
 from curate.io import read_jsonl
+from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
-from curate.run import run_plan
 
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED_SYNTH = {"llm": {"backend": "llamacpp"}, "batch_size": 2, "questions_per_chunk": 1, "top_k": 2}

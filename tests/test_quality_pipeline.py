@@ -1,4 +1,5 @@
-"""The quality stages run from a pipeline YAML by ``curate.run`` and from ``curate filter`` on real FirstAidQA."""
+"""The quality stages run from a pipeline YAML (``curate.orchestrate.run_plan``) and from ``curate filter`` on real
+FirstAidQA."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import yaml
 from curate.cli import main
 from curate.demo import prepare
 from curate.io import read_jsonl
+from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
-from curate.run import run_plan
 
 FIRSTAID = "qa/firstaidqa/firstaidqa_v1.json"
 EVAL40 = "qa/firstaidqa/eval_questions_40.json"

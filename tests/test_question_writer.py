@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from curate.llm.writer import ADAPTER_DIR, QuestionWriter, WriterError, adapter_path, continuation, prompt
-from curate.rag.extractive import answer_type_problem, question_problem
+from curate.rag.question_checks import answer_type_problem, question_problem
 from curate.rag.synth import restates
 from curate.train.writer import (GGUF_NAMES, load_writer_recipe, select_pairs, tokenized, write_gguf_adapter)
 
@@ -158,7 +158,7 @@ def test_the_shipped_adapter_asks_a_real_fm_unit_a_question_that_passes_every_ch
 # Candidates the shipped writer wrote for real FM 4-25.11 and WHO PFA units (benchmarks/synth_yield.py audits), each
 # wrong in a way a check must see.
 def test_written_questions_that_add_context_or_miss_the_answer_type_are_refused():
-    from curate.rag.extractive import adds_context, tells_action
+    from curate.rag.question_checks import adds_context, tells_action
 
     assert adds_context("What should be done if the animal causing the bite is a fish?",
                         "Because of these possible complications, the animal causing the bite should, if possible, be "

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from curate.embed import load_embedder
+from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
 from curate.rag.index import ChunkIndex, IndexUnavailable
-from curate.run import run_plan
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from curate.embed import embed
 from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
 from curate.io import read_jsonl, write_parquet
+from curate.orchestrate import index_folder, synth_folder
 from curate.rag.index import ChunkIndex
-from curate.embed import embed
-from curate.rag.extractive import QUESTION_STARTS, round_trip
+from curate.rag.question_checks import QUESTION_STARTS, round_trip
 from curate.rag.synth import Failed, SynthQA, parse_answer, parse_questions, parse_unit_question
 from curate.rag.templates import TEMPLATES
 from curate.rag.units import answerable_units
-from curate.run import index_folder, synth_folder
 from curate.schema import ARROW_SCHEMA
 
 FM = "pdf/us_army_FM4-25.11_first_aid.pdf"
@@ -165,7 +165,7 @@ def test_unit_questions_are_parsed_and_checked():
 def kill_then_resume(index_dir: Path, out: Path, config: dict, poll: float) -> None:
     """Start synthesis in a subprocess, SIGKILL it once its first batch is done (while it generates the next), then
     rerun it here to the end."""
-    code = ("import sys; from pathlib import Path; from curate.run import synth_folder; "
+    code = ("import sys; from pathlib import Path; from curate.orchestrate import synth_folder; "
             f"synth_folder(Path(sys.argv[1]), Path(sys.argv[2]), {config!r}, batch_size=1)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(index_dir), str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
@@ -194,7 +194,7 @@ def written(index_dir):
 
 
 def test_writer_questions_pass_every_check_and_single_out_their_unit(written, index_dir):
-    from curate.rag.extractive import answer_type_problem, question_problem
+    from curate.rag.question_checks import answer_type_problem, question_problem
     from curate.rag.synth import restates
 
     out, stats = written

@@ -6,7 +6,7 @@ import pytest
 
 from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
-from curate.rag.extractive import holds, pick_units, question_problem, same_question
+from curate.rag.question_checks import holds, pick_units, question_problem, same_question
 from curate.rag.templates import template_question
 from curate.rag.units import Unit, answerable_units
 

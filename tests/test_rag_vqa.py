@@ -18,10 +18,10 @@ from PIL import Image
 from curate.ingest import dicom, rocov2
 from curate.ingest.base import SourceSpec
 from curate.io import read_jsonl
+from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
 from curate.rag import vqa
 from curate.rag.vqa import CAPTION_QUESTION, SynthVQA, evidence_sentence
-from curate.run import run_plan
 from curate.schema import MODALITY_CUIS
 from curate.stage import DROP
 
@@ -328,7 +328,7 @@ def test_dicom_closed_questions_come_from_tags_only(realdata):
 def test_llm_mode_writes_questions_for_caption_answers_with_the_real_gemma(roco_rows):
     """mode: llm with the embedded Gemma 3 270M: every kept question stands alone and does not give its answer away;
     every answer is the caption's own words; every image with a finding is either a pair or a counted drop."""
-    from curate.rag.extractive import question_problem
+    from curate.rag.question_checks import question_problem
 
     stage = SynthVQA({"mode": "llm"})
     out = stage({k: [r[k] for r in roco_rows] for k in roco_rows[0]})

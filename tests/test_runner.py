@@ -14,8 +14,8 @@ import yaml
 from curate.cli import main
 from curate.executors import ExecutorSpec
 from curate.io import read_jsonl
+from curate.orchestrate import run_plan
 from curate.pipeline import PipelineError, load_plan
-from curate.run import run_plan
 from curate.stage import Stage, register
 from curate.steps import StepFailed
 

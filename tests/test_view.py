@@ -23,8 +23,8 @@ from test_finetune import TINY_TRAIN, _recipe, tiny_gemma3n, tokenizer  # noqa: 
 
 from curate.cli import main
 from curate.io import read_json, read_jsonl, write_json
+from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
-from curate.run import run_plan
 
 SCRIPT = "<script>document.body.setAttribute('data-xss', 'ran')</script>"
 HOSTILE = {"question": f"What does this page do with {SCRIPT} inside a question about bleeding?",

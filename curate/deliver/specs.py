@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from curate.evaluate.settings import EvalSettings
+from curate.paths import beside
 
 
 class PushSpec(BaseModel):
@@ -82,19 +83,10 @@ def load_recipe_for(spec: FinetuneSpec, base: Path):
     ``max_steps`` replaces the recipe's stopping rule, its ``epochs`` included."""
     from curate.train.recipe import load_recipe, parse_recipe
 
-    path = Path(spec.recipe)
-    path = path if path.is_absolute() else base / path
+    path = beside(base, spec.recipe)
     recipe = load_recipe(path)
     if not spec.max_steps:
         return recipe
     raw = recipe.model_dump(mode="json")
     raw["train"].update(max_steps=spec.max_steps, epochs=None)
     return parse_recipe(raw, f"{path} with finetune.max_steps {spec.max_steps}")
-
-
-def local_path(value: str | None, base: Path) -> str | None:
-    """``value`` read from ``base`` when it names a file or folder there (a catalog name stays as it is)."""
-    if value is None:
-        return None
-    path = base / Path(value).expanduser()
-    return str(path) if path.exists() else value

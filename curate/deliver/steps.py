@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from curate import __version__
-from curate.deliver.specs import CompareSpec, EvaluateSpec, ExportSpec, PushSpec, local_path
+from curate.deliver.specs import CompareSpec, EvaluateSpec, ExportSpec, PushSpec
 from curate.io import file_sha256, read_json
+from curate.paths import path_or_name
 from curate.steps import Context, Step, StepStats, fingerprint, inside
 
 
@@ -55,7 +56,7 @@ class ExportStep(DeliveryStep):
         pipeline = self.pipeline or ctx.run_dir / "pipeline.yaml"
         s = self.spec
         result = export(ctx.rows, inside(ctx.run_dir, "export"), ExportOptions(
-            format=s.format, reasoning=s.reasoning, context=s.context, fractions=dict(s.splits), seed=s.seed,
+            format=s.format, reasoning=s.reasoning, context=s.context, splits=dict(s.splits), seed=s.seed,
             pipeline=pipeline if pipeline.is_file() else None, overwrite=True))
         kept = sum(result.splits.values())
         stats = StepStats("export", kept + sum(result.skipped.values()), kept, dict(result.skipped),
@@ -148,9 +149,9 @@ def held_out_set(spec: EvaluateSpec, base: Path):
     of the local files it was read from."""
     from curate.evaluate import load_eval_set
 
-    eval_set = load_eval_set(local_path(spec.set, base), path=local_path(spec.path, base), split=spec.split,
+    eval_set = load_eval_set(path_or_name(spec.set, base), path=path_or_name(spec.path, base), split=spec.split,
                              layout=spec.layout, limit=spec.limit, seed=spec.seed)
-    files = [Path(p) for p in (local_path(spec.set, base), local_path(spec.path, base)) if p and Path(p).is_file()]
+    files = [Path(p) for p in (path_or_name(spec.set, base), path_or_name(spec.path, base)) if p and Path(p).is_file()]
     return eval_set, [eval_set.fingerprint, [file_sha256(p) for p in files]]
 
 
@@ -158,6 +159,17 @@ def eval_model_config(spec: EvaluateSpec, recipe_model: str) -> dict:
     """The LLMConfig (as a dict) both models of an evaluation load: the recipe's model on transformers, base or
     instruction-tuned as its name says unless ``spec.model`` sets ``instruction_tuned``."""
     return {"backend": "transformers", **spec.model, "model": recipe_model}
+
+
+def evaluation_fingerprint(spec: EvaluateSpec, set_fp: list, model_config: dict, adapter_fp: str | None) -> str:
+    """What decides an evaluation's scores, one rule for a pipeline's evaluate step and an ablation's scoring: the
+    spec (its ``name`` aside), the set's fingerprint (``held_out_set``), the prompt file's sha256, the model
+    configuration (``eval_model_config``), the adapter's fingerprint and the curate version."""
+    from curate.evaluate.prompts import load_eval_prompts
+
+    prompts = load_eval_prompts(spec.settings.prompt).sha256
+    return fingerprint("evaluate", spec.model_dump(mode="json", exclude={"name"}), *set_fp, prompts, model_config,
+                       adapter_fp, __version__)
 
 
 class EvaluateStep(DeliveryStep):
@@ -172,11 +184,8 @@ class EvaluateStep(DeliveryStep):
         self._set = None
 
     def fingerprint(self, ctx: Context) -> str:
-        from curate.evaluate.prompts import load_eval_prompts
-
         self._set, set_fp = held_out_set(self.spec, self.base)
-        prompts = load_eval_prompts(self.spec.settings.prompt).sha256
-        return fingerprint("evaluate", self.spec.model_dump(mode="json"), *set_fp, prompts, ctx.fp, __version__)
+        return evaluation_fingerprint(self.spec, set_fp, eval_model_config(self.spec, self.model), ctx.fp)
 
     def build(self, ctx: Context, fp: str) -> dict:
         from curate.evaluate import compare_models

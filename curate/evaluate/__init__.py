@@ -4,7 +4,7 @@
 entries, QA files and export splits as items), ``prompts`` (few-shot prompts from ``curate/prompts/eval.v1.yaml``),
 ``mcq`` (the answer parser), ``loglik`` (log-likelihood of options' text or letters, and of reference answers),
 ``judge`` (rubric verdicts), ``lexical`` (token F1, ROUGE-L), ``stats`` (bootstrap intervals, McNemar and sign
-tests), ``models`` (loading, fingerprints, precision), ``run`` (evaluate, compare), ``report`` (console tables)::
+tests), ``models`` (loading, fingerprints, precision), ``harness`` (evaluate, compare), ``report`` (console tables)::
 
     from curate.evaluate import compare_models, evaluate, load_eval_set
     eval_set = load_eval_set("medqa-usmle-4-options-test", path="medqa_test.jsonl", limit=50, seed=0)
@@ -19,8 +19,8 @@ from importlib import import_module
 # model or scoring code.
 _EXPORTS = {
     "EvalError": "models", "LoadedModel": "models", "add_adapter": "models", "load_model": "models",
-    "EvalSettings": "settings", "SettingsMismatch": "run", "compare_models": "run", "compare_runs": "run",
-    "evaluate": "run", "evaluate_loaded": "run", "read_run": "run",
+    "EvalSettings": "settings", "SettingsMismatch": "harness", "compare_models": "harness",
+    "compare_runs": "harness", "evaluate": "harness", "evaluate_loaded": "harness", "read_run": "harness",
     "EvalItem": "sets", "EvalSet": "sets", "SetError": "sets", "load_eval_set": "sets",
 }
 __all__ = sorted(_EXPORTS)

@@ -4,7 +4,7 @@ trained with the same seeds, every model scored on the same items.
 ``pooled_metrics(runs)`` takes ``{seed: evaluation folder}`` and returns per metric the mean over seeds and items
 with the crossed interval (``stats.crossed_bootstrap_ci``: seeds and items resampled independently).
 ``compare_seeded(reference, other)`` takes two ``{seed: evaluation folder}`` maps (an untrained model has one
-folder, used against every seed of the reference) and returns, per metric of ``curate.evaluate.run.METRICS``:
+folder, used against every seed of the reference) and returns, per metric of ``curate.evaluate.harness.METRICS``:
 
 - ``difference``: the mean over seeds and items of ``other - reference`` (seed by seed, item by item), with the
   crossed interval: seeds and items resampled independently, so it covers both the items' spread and the seeds';
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.evaluate import stats
-from curate.evaluate.run import METRICS, EvalError, SettingsMismatch, differences, read_run
+from curate.evaluate.harness import METRICS, EvalError, SettingsMismatch, differences, read_run
 
 
 def _scores(records: list[dict], ids: list[str], name: str) -> list[float | None]:

@@ -135,7 +135,7 @@ def _block(text: str) -> str:
     return text if own else f"Question: {text}"
 
 
-def render(style: str, instruction: str, shots: list[tuple[str, str]], query: str, cue: str) -> Prompt:
+def few_shot_prompt(style: str, instruction: str, shots: list[tuple[str, str]], query: str, cue: str) -> Prompt:
     """The few-shot prompt in ``style`` (see the module docstring); an empty instruction is left out."""
     head = [instruction.strip()] if instruction.strip() else []
     if style == "completion":
@@ -160,7 +160,7 @@ def task_prompt(prompts: EvalPrompts, task: str, query: str, style: str, shots: 
     examples = [_shot(task, e, choices) for e in (spec.get("examples") or [])[:shots]]
     text = choices == "text" and task in ("mcq", "decision")
     instruction = spec.get("text_instruction", "") if text else spec["instruction"]
-    return render(style, instruction, examples, query, CUES["judge" if task == "judge" else "answer"])
+    return few_shot_prompt(style, instruction, examples, query, CUES["judge" if task == "judge" else "answer"])
 
 
 def judge_prompt(prompts: EvalPrompts, style: str, question: str, reference: str, answer: str) -> Prompt:

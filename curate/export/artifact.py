@@ -60,7 +60,7 @@ class ExportOptions:
     format: str = "messages"
     reasoning: str = "drop"
     context: str = "omit"  # retrieved passages: omit (closed-book SFT) or include (in the prompt: RAG-style SFT)
-    fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
+    splits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))  # name -> share of rows
     seed: int = 0
     language: list[str] = field(default_factory=lambda: ["en"])
     name: str | None = None
@@ -92,7 +92,7 @@ class ExportResult:
     files: list[str]
 
 
-def _stage_dirs(run_dir: Path) -> list[Path]:
+def _stage_folders(run_dir: Path) -> list[Path]:
     """The run's complete stage folders, in order."""
     return sorted(d for d in run_dir.iterdir() if d.is_dir() and _STAGE_DIR.match(d.name) and
                   (d / "_stage.json").exists())
@@ -124,12 +124,12 @@ def resolve_input(path: str | Path, pipeline: Path | None = None) -> RunInput:
             raise ExportError(f"{path} has no _stage.json: that stage did not finish; rerun `curate run` to complete "
                               "it")
         run_dir, rows_dir = (path.parent if (path.parent / "01-ingest").is_dir() else None), path
-    elif (path / "report.json").exists() or _stage_dirs(path):
+    elif (path / "report.json").exists() or _stage_folders(path):
         run_dir, rows_dir = path, None
     else:
         raise ExportError(f"{path} is neither a run folder (report.json, NN-stage/ folders) nor a stage folder "
                           "(part-*.parquet)")
-    stages = _stage_dirs(run_dir) if run_dir else [rows_dir]
+    stages = _stage_folders(run_dir) if run_dir else [rows_dir]
     if rows_dir is None:
         rows_dir = _final_dir(run_dir, stages)
     stages = stages[: stages.index(rows_dir) + 1] if rows_dir in stages else [rows_dir]
@@ -256,7 +256,7 @@ def _check(src: Path, out: Path, options: ExportOptions) -> None:
         raise ExportError(f"unknown context mode '{options.context}'; modes are {', '.join(CONTEXT_MODES)} (omit: "
                           "the user turn holds the question only; include: the retrieved passages go in the prompt)")
     try:
-        check_fractions(options.fractions)
+        check_fractions(options.splits)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     if out == src.resolve() or out in src.resolve().parents:
@@ -277,8 +277,8 @@ def export(src: str | Path, out: str | Path, options: ExportOptions | None = Non
     kept, multimodal = format_rows(_read_rows(run.rows_dir), options)
     if not kept.records:
         raise NothingToExport(f"no supervised examples in {run.rows_dir}: skipped {dict(kept.skipped) or 'nothing'}")
-    assigned = assign_splits(kept.keys, options.fractions, options.seed)
-    by_split = {s: [i for i, a in enumerate(assigned) if a == s] for s in options.fractions}
+    assigned = assign_splits(kept.keys, options.splits, options.seed)
+    by_split = {s: [i for i, a in enumerate(assigned) if a == s] for s in options.splits}
     by_split = {s: indices for s, indices in by_split.items() if indices}
     features = FORMATS[options.format].features(multimodal=multimodal, reasoning=options.reasoning)
     features.update({c: datasets.Value("string") for c in PROVENANCE if c not in features})
@@ -316,16 +316,16 @@ def _build(folder: Path, run: RunInput, kept: _Kept, by_split: dict[str, list[in
     if run.pipeline is not None:
         (folder / "pipeline.yaml").write_text(portable_pipeline(run.pipeline), encoding="utf-8")
     groups = group_stats(kept.keys)
-    warnings = [f"split '{s}' is empty: its share ({options.fractions[s]:g}) is smaller than the groups that must "
+    warnings = [f"split '{s}' is empty: its share ({options.splits[s]:g}) is smaller than the groups that must "
                 f"stay whole (the largest has {groups['largest_group']:,} rows)"
-                for s in options.fractions if s not in by_split]
+                for s in options.splits if s not in by_split]
     ctx = CardContext(
         name=options.name or run.name or run.rows_dir.name, format=options.format,
         reasoning=options.reasoning, context=options.context, features=features, splits=splits, kinds=dict(kept.kinds),
         sources=_source_rows(run, kept), license=licenses.decide(_license_inputs(kept)), stages=run.stages,
         skipped=dict(kept.skipped),
         generation={k: dict(v.most_common()) for k, v in kept.generation.items()}, groups=groups,
-        fractions=options.fractions, seed=options.seed, warnings=warnings, language=options.language,
+        fractions=options.splits, seed=options.seed, warnings=warnings, language=options.language,
         pipeline_file="pipeline.yaml" if run.pipeline is not None else None)
     (folder / "README.md").write_text(render_card(ctx), encoding="utf-8")
     write_json(folder / "report.json", _report(run, ctx))

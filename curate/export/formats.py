@@ -164,16 +164,23 @@ def _back(messages: list[dict], record: dict) -> dict:
     return {"messages": messages, "reasoning": reasoning or None, "image": images[0] if images else None}
 
 
+def typed_turns(messages: list[dict], n_images: int = 0) -> list[dict]:
+    """``messages`` with typed contents (``[{type: "text", text}]``) and ``n_images`` image parts first in the first
+    user turn: the multimodal layout TRL and Unsloth read (``messages`` with ``multimodal``, and the Unsloth
+    backend's vision rows)."""
+    parts = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in messages]
+    if n_images:
+        first_user = next(p for p in parts if p["role"] == "user")
+        first_user["content"][:0] = [{"type": "image", "text": None} for _ in range(n_images)]
+    return parts
+
+
 def to_messages(row: dict, *, reasoning: str = "drop", multimodal: bool = False, context: str = "omit") -> dict:
     ex = example(row, context)
     messages = _texts(ex, reasoning)
     if not (multimodal or ex.image):
         return {"messages": messages, **_extras(ex, reasoning, False)}
-    parts = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in messages]
-    if ex.image:
-        first_user = next(p for p in parts if p["role"] == "user")
-        first_user["content"].insert(0, {"type": "image", "text": None})
-    return {"messages": parts, **_extras(ex, reasoning, True)}
+    return {"messages": typed_turns(messages, 1 if ex.image else 0), **_extras(ex, reasoning, True)}
 
 
 def from_messages(record: dict) -> dict:

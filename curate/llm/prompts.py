@@ -26,7 +26,7 @@ class PromptFile:
     tasks: dict[str, dict[str, str]]
     examples: tuple[str, ...] = ()  # texts of the few-shot examples: output that repeats one is a copy
 
-    def render(self, task: str, instruction_tuned: bool, **values) -> Prompt:
+    def fill(self, task: str, instruction_tuned: bool, **values) -> Prompt:
         """The prompt for ``task``: a string for base models, a one-turn message list for instruct models."""
         style = "instruct" if instruction_tuned else "fewshot"
         text = Template(self.tasks[task][style]).substitute({k: str(v) for k, v in values.items()})

@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from curate.ingest.base import SourceSpec
 from curate.io import file_sha256
+from curate.paths import beside
 from curate.quality.minhash import NearIndex, WordHasher
 from curate.quality.text import Field as TextField
 from curate.quality.text import question_answer, row_text, words
@@ -92,7 +93,7 @@ class DecontaminateConfig(StageConfig):
     seed: int = 1
 
     def relative_to(self, base: Path) -> "DecontaminateConfig":
-        sets = [s.model_copy(update={"path": str(base / Path(s.path).expanduser())}) if s.path else s
+        sets = [s.model_copy(update={"path": str(beside(base, s.path))}) if s.path else s
                 for s in self.eval_sets]
         return self.model_copy(update={"eval_sets": sets})
 

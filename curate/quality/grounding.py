@@ -217,7 +217,7 @@ class Grounding(Stage):
                 self.counters["no_context"] += 1
             else:
                 todo[i] = (question_answer(row)[1], context)
-        verdicts = self._judge(list(todo.values()))
+        verdicts = self._verdicts(list(todo.values()))
         out = {**batch, DROP: [None] * n, DROP_DETAIL: [None] * n,
                "grounding_lexical": [None] * n, "grounding_semantic": [None] * n}
         for i, v in zip(todo, verdicts):
@@ -228,7 +228,8 @@ class Grounding(Stage):
                                                  ensure_ascii=False)
         return out
 
-    def _judge(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
+    def _verdicts(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
+        """One Verdict per (answer, context) pair, the sentences of all pairs embedded at once."""
         split = [(sentences(a) or [a], sentences(c) or [c]) for a, c in pairs]
         vectors = self._embed_all(split)
         return [self._verdict(answer, context, a_sents, c_sents, vectors)

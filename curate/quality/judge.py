@@ -77,7 +77,7 @@ class Judge(Stage):
     def _prompt(self, row: dict):
         question = next(m["content"] for m in row["messages"] if m["role"] == "user")
         answer = next(m["content"] for m in reversed(row["messages"]) if m["role"] == "assistant")
-        return self.prompts.render("judge", self.llm.instruction_tuned, context=row.get("context") or "(none)",
+        return self.prompts.fill("judge", self.llm.instruction_tuned, context=row.get("context") or "(none)",
                                    question=question, answer=answer)
 
     def process_batch(self, batch: dict[str, list]) -> dict[str, list]:

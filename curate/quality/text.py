@@ -23,7 +23,9 @@ while who whom why will with would you your yours yourself yourselves may might 
 
 _WORD = re.compile(r"[^\W_]+")
 _APOSTROPHES = re.compile(r"['’‘`]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9•])")
+# Where one sentence ends and the next begins: after . ! or ? (and closing quotes or brackets), before a capital, a
+# digit or a bullet (after opening quotes or brackets). The one sentence rule of curate (``curate.rag.units`` too).
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“]?[A-Z0-9•])")
 _SUFFIXES = (("ies", "y", 3), ("ied", "y", 3), ("ing", "", 3), ("ed", "", 3), ("es", "", 3), ("ly", "", 4),
              ("s", "", 3))
 _MARKER = r"(?:[-•*▪]|\d{1,2}[.)]|\([a-z0-9]{1,3}\))\s"
@@ -82,5 +84,5 @@ def sentences(text: str) -> list[str]:
     out = []
     for block in _LIST_ITEM.split(text or ""):
         block = " ".join(_LEADING_MARKER.sub("", block).split())
-        out += [s.strip() for s in _SENTENCE_END.split(block) if s.strip()]
+        out += [s.strip() for s in SENTENCE_BREAK.split(block) if s.strip()]
     return out

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from curate.schema import make_page
 from curate.stage import Stage, StageConfig, rows
 
-_SENTENCE_END = re.compile(r"[.!?:;][\"')\]]?\s")
+_WINDOW_END = re.compile(r"[.!?:;][\"')\]]?\s")  # a chunk may end after a sentence's or a clause's end
 
 
 class ChunkConfig(StageConfig):
@@ -71,7 +71,7 @@ def windows(offsets: list[tuple[int, int]], text: str, size: int, overlap: int, 
         if end < n:
             floor = start + int(size * min_fill)
             for t in range(end - 1, floor - 1, -1):
-                if _SENTENCE_END.match(text, offsets[t][1] - 1) or text[offsets[t][1]:offsets[t][1] + 1] == "\n":
+                if _WINDOW_END.match(text, offsets[t][1] - 1) or text[offsets[t][1]:offsets[t][1] + 1] == "\n":
                     end = t + 1
                     break
         yield offsets[start][0], offsets[end - 1][1], end - start

@@ -13,7 +13,7 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
     questions per unit, many units per forward pass. Units that only announce what follows or are questions
     themselves, open by pointing outside the chunk or have no verb are skipped (``units_skipped_announces`` /
     ``_asks`` / ``_dangling`` / ``_verbless``). A candidate must end its line, stand alone
-    (``curate.rag.extractive.question_problem``), ask what the unit can answer (``answer_type_problem``), not
+    (``curate.rag.question_checks.question_problem``), ask what the unit can answer (``answer_type_problem``), not
     restate the unit (``restates_unit``) and bring no content word the unit cannot speak to (``adds_context``: "...
     if the animal is a fish?"). The ``writer.scored`` likeliest usable candidates then go through the answer-level
     round trip: the writer's mean token log-probability of the question given its own unit minus the
@@ -84,11 +84,11 @@ from curate.llm.base import Generation, Sampling, TransientError, first_json_obj
 from curate.llm.prompts import load_prompt
 from curate.io import file_sha256
 from curate.llm.writer import QuestionWriter, Written, WriterError, adapter_path
+from curate.paths import beside
 from curate.quality.text import content_stems
-from curate.rag.extractive import (adds_context, answer_type_problem, copies, holds, pick_units, question_problem,
-                                   round_trip,
-                                   same_question)
 from curate.rag.index import ChunkIndex, resolve
+from curate.rag.question_checks import (adds_context, answer_type_problem, copies, holds, pick_units,
+                                        question_problem, round_trip, same_question)
 from curate.rag.templates import template_question
 from curate.rag.units import MAX_WORDS, MIN_WORDS, Unit, answerable_units
 from curate.schema import GROUNDING_COLUMNS, make_qa
@@ -167,7 +167,7 @@ class SynthQAConfig(StageConfig):
         if not adapter or Path(adapter).expanduser().is_absolute():
             return self
         data = self.model_dump()
-        data["writer"]["adapter"] = str(base / adapter)
+        data["writer"]["adapter"] = str(beside(base, adapter))
         return type(self).model_validate(data)
 
 
@@ -196,7 +196,7 @@ class Failed:
 
 def parse_unit_question(text: str, examples: tuple[str, ...]) -> str | Failed | None:
     """The question in a ``{"question": ...}`` reply; a ``Failed`` reason when it cannot stand alone (see
-    ``curate.rag.extractive.question_problem``); None when malformed."""
+    ``curate.rag.question_checks.question_problem``); None when malformed."""
     try:
         question = " ".join(str(first_json_object(text)["question"]).split())
     except (ValueError, KeyError, TypeError):
@@ -311,7 +311,7 @@ class SynthQA(Stage):
         """Questions per chunk, retrieval by each question, then answers written from the retrieved passages."""
         c, it = self.config, self.llm.instruction_tuned
         out: list[dict] = []
-        q_prompts = [self.prompts.render("questions", it, passage=ch["text"], n=c.questions_per_chunk)
+        q_prompts = [self.prompts.fill("questions", it, passage=ch["text"], n=c.questions_per_chunk)
                      for ch in chunks]
         key = ",".join(ch["id"] for ch in chunks)
         q_results = self._generate(
@@ -325,7 +325,7 @@ class SynthQA(Stage):
                 continue
             pending += [(ch, j, q) for j, q in enumerate(questions)]
         hits = self.index.query([q for _, _, q in pending], c.top_k)
-        a_prompts = [self.prompts.render("answer", it, question=q, context=numbered(h))
+        a_prompts = [self.prompts.fill("answer", it, question=q, context=numbered(h))
                      for (_, _, q), h in zip(pending, hits)]
         a_results = self._generate(a_prompts, key + ":answers", c.answer_sampling, ANSWER_SCHEMA,
                                    lambda t, n=c.top_k: parse_answer(t, n))
@@ -507,7 +507,7 @@ class SynthQA(Stage):
     def _llm_questions(self, units: list[Unit], chunks: list[dict]) -> list[tuple[Any, Generation]]:
         """(question, ``Failed`` reason or None when malformed; last generation) for each unit, written by the LLM
         (retried, seeded by the batch's chunk ids)."""
-        prompts = [self.prompts.render("unit_question", self.llm.instruction_tuned, unit=u.text) for u in units]
+        prompts = [self.prompts.fill("unit_question", self.llm.instruction_tuned, unit=u.text) for u in units]
         key = ",".join(ch["id"] for ch in chunks) + ":units"
         return self._generate(prompts, key, self.config.unit_question_sampling, UNIT_QUESTION_SCHEMA,
                               lambda t: parse_unit_question(t, self.prompts.examples)) if units else []

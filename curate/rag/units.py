@@ -39,7 +39,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from curate.quality.text import STOPWORDS
+from curate.quality.text import SENTENCE_BREAK, STOPWORDS
 
 MIN_WORDS = 8
 MAX_WORDS = 70
@@ -97,7 +97,6 @@ _EMPHASIS = frozenset("not never don’t don't do only always immediately even c
 _KEEP_CAPS = frozenset("I WHO US UN UK AED IV IO IM ICU EMS EMT HIV AIDS ABC ECG OK".split())  # acronyms with vowels
 _LEAD_IN = re.compile(r"(?::|—|–|--|\bthe following|\bas follows)\s*$|\bthe following\b", re.IGNORECASE)
 _TERMINAL = re.compile(r"[.!?][\"')\]”’]*$")
-_SENTENCE = re.compile(r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“]?[A-Z0-9])")
 _PRONOUN_START = re.compile(r"^(?:this|these|that|those|it|its|they|their|them|such|he|she|his|her|"
                             r"also|however|therefore|then|otherwise)\b", re.IGNORECASE)
 _NUMBERED_START = re.compile(r"^\d{1,2}(?:\.\d{1,2})*\s")
@@ -259,7 +258,7 @@ def unmask(text: str) -> str:
 def _sentences(text: str) -> list[str]:
     """The sentences of ``text``; one that opens a parenthesis it does not close ("(Do not move ... splinted. See
     Chapter 4.)") without it."""
-    sentences = [unmask(s).strip() for s in _SENTENCE.split(mask(text)) if s.strip()]
+    sentences = [unmask(s).strip() for s in SENTENCE_BREAK.split(mask(text)) if s.strip()]
     return [s[1:] if s.startswith("(") and s.count("(") > s.count(")") else s for s in sentences]
 
 

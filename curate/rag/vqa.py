@@ -23,7 +23,7 @@ Templates, each answered only from what the record states:
 ``mode`` (default ``templates``): ``llm`` or ``both`` also let the local model (``llm:``) write the question of an
 ``llm_finding`` pair, answer first: the answer is the caption's own finding words (as in ``finding``), the model sees
 the caption and that answer (``prompts/synth_vqa.v1.yaml``, JSON grammar) and writes one question about the image.
-A question is kept only when it stands alone (``curate.rag.extractive.question_problem``: a question, no mention of
+A question is kept only when it stands alone (``curate.rag.question_checks.question_problem``: a question, no mention of
 the caption, no bare pronoun, not a few-shot copy), does not contain its answer and does not ask beyond what a
 caption states (causes, diagnosis, treatment, "most likely", "most common": ``asks_beyond_caption``); otherwise the
 pair is not made, ``llm_<problem>`` is counted and the image row goes to the rejects with that reason and the
@@ -54,7 +54,7 @@ from pydantic import Field
 from curate.llm import LLMConfig, load_llm
 from curate.llm.base import Sampling, first_json_object
 from curate.llm.prompts import load_prompt
-from curate.rag.extractive import question_problem
+from curate.rag.question_checks import question_problem
 from curate.schema import MODALITY_CUIS, make_image
 from curate.stage import DROP, DROP_DETAIL, Stage, StageConfig, rows
 
@@ -112,18 +112,18 @@ def concept_names(row: dict) -> list[str]:
     return names
 
 
-# A clause ends at punctuation or a contrasting conjunction; a negation cue only reaches within its clause.
-_CLAUSE_BREAK = re.compile(r"[,;:()\[\]]|\b(?:but|however|although|whereas|while)\b", re.IGNORECASE)
+# A negation cue reaches to the end of its scope: punctuation or a contrasting conjunction.
+_SCOPE_END = re.compile(r"[,;:()\[\]]|\b(?:but|however|although|whereas|while)\b", re.IGNORECASE)
 _NEGATED_BEFORE = re.compile(r"\b(?:no|not|without|absence|absent|negative for|free of|resolution|resolved|"
                              r"ruled out|rule out|exclude[ds]?|neither|nor)\b", re.IGNORECASE)
 _NEGATED_AFTER = re.compile(r"\b(?:not|absent|resolved|ruled out|excluded|disappeared)\b", re.IGNORECASE)
 
 
-def negated(sentence: str, start: int, end: int, window: int = 6) -> bool:
+def denied(sentence: str, start: int, end: int, window: int = 6) -> bool:
     """True when the mention ``sentence[start:end]`` is denied or reported gone: a cue among the ``window`` words
-    before it, or "not" / "absent" / "resolved" among the 4 words after it, within its clause."""
-    before = _CLAUSE_BREAK.split(sentence[:start])[-1].split()[-window:]
-    after = _CLAUSE_BREAK.split(sentence[end:])[0].split()[:4]
+    before it, or "not" / "absent" / "resolved" among the 4 words after it, within the cue's scope."""
+    before = _SCOPE_END.split(sentence[:start])[-1].split()[-window:]
+    after = _SCOPE_END.split(sentence[end:])[0].split()[:4]
     return bool(_NEGATED_BEFORE.search(" ".join(before)) or _NEGATED_AFTER.search(" ".join(after)))
 
 
@@ -132,7 +132,7 @@ def evidence_sentence(caption: str, name: str) -> str | None:
     or None."""
     pattern = re.compile(rf"\b{re.escape(name)}\b", re.IGNORECASE)
     for sentence in re.split(r"(?<=[.!?])\s+", caption.strip()):
-        if any(not negated(sentence, m.start(), m.end()) for m in pattern.finditer(sentence)):
+        if any(not denied(sentence, m.start(), m.end()) for m in pattern.finditer(sentence)):
             return sentence
     return None
 
@@ -271,7 +271,7 @@ class SynthVQA(Stage):
         """image id -> its ``llm_finding`` pair, for the images whose caption has a finding and whose question
         passes the checks; and image id -> (reason, raw output or backend error) for those whose question did not."""
         todo = [(row, span) for row in images if (span := finding_span(usable_caption(row.get("caption") or "")))]
-        prompts = [self.prompts.render("vqa_question", self.llm.instruction_tuned, caption=row["caption"].strip(),
+        prompts = [self.prompts.fill("vqa_question", self.llm.instruction_tuned, caption=row["caption"].strip(),
                                        answer=span[0].upper() + span[1:] + ".") for row, span in todo]
         sampling = Sampling(self.config.max_tokens, 0.0, 1.0, self.config.seed)
         out: dict[str, list[tuple[str, str, str]]] = {}

@@ -15,7 +15,7 @@ from importlib import import_module
 
 # Names resolve on first use (PEP 562): validating a recipe loads no training code.
 _EXPORTS = {"Recipe": "recipe", "RecipeError": "recipe", "load_recipe": "recipe", "validate_recipe": "recipe",
-            "FinetuneError": "run", "FinetuneResult": "run", "NothingToTrain": "run", "Plan": "run",
+            "FinetuneError": "run", "FinetuneResult": "run", "NothingToTrain": "run", "FinetunePlan": "run",
             "finetune": "run", "plan_finetune": "run"}
 __all__ = sorted(_EXPORTS)
 

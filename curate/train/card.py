@@ -76,7 +76,7 @@ def render_model_card(recipe: Recipe, data: dict, *, dataset_repo: str | None = 
         f"# {recipe.name}",
         f"A LoRA adapter (rank {recipe.lora.r}, alpha {recipe.lora.alpha}) for `{base_model(recipe.model)}`, trained "
         f"with curate {__version__} on {data['rows']['train']:,} rows ({stop}, learning rate "
-        f"{train.learning_rate:g}); the recipe is `recipe.yaml`, the data's fingerprint `data.json`.",
+        f"{train.learning_rate:g}); the recipe is `recipe.yaml`, the data's digest `data.json`.",
         f"**Licence: `{decision.license}`**: the most restrictive licence among the training data's sources.",
         *(f"> **Warning:** {w}" for w in decision.warnings),
         "## Training data\n\n| source | licence |\n|---|---|\n" + sources,

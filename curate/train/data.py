@@ -3,7 +3,7 @@
 Consumes an export artifact folder (``curate.export``: ``data/<split>-NNNNN-of-NNNNN.parquet`` in any export format,
 ``messages`` being the usual one); produces ``TrainingData``: per split a list of examples
 ``{"messages": [{role, content: str}], "images": [{bytes, path}]}`` (a row's image belongs at the start of the first
-user turn, where every export format puts it), the fingerprint of the data files, and warnings.
+user turn, where every export format puts it), the digest of the data files (``files_digest``), and warnings.
 
 Every backend trains on the same text: ``<bos>`` then, for each pair of turns,
 ``<start_of_turn>user\\n…<end_of_turn>\\n<start_of_turn>model\\n…<end_of_turn>\\n``, with system text folded into the
@@ -56,7 +56,7 @@ class TrainingData:
     format: str
     train: list[dict]
     eval: list[dict] | None
-    fingerprint: dict
+    digest: dict  # files_digest of the data files used
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -64,7 +64,7 @@ class TrainingData:
         return any(ex["images"] for ex in self.train + (self.eval or []))
 
 
-def fingerprint(folder: Path, files: list[Path]) -> dict:
+def files_digest(folder: Path, files: list[Path]) -> dict:
     """sha256 of every data file and one sha256 over all of them (relative path and digest, sorted)."""
     total, entries = hashlib.sha256(), []
     for path in sorted(files):
@@ -120,10 +120,10 @@ def load_training_data(folder: str | Path, train_split: str = "train", eval_spli
     if not train:
         raise NoExamples(f"split '{train_split}' of {folder} has no rows")
     used = splits[train_split] + (splits[eval_split] if eval_split else [])
-    return TrainingData(folder, fmt.name, train, evaluation, fingerprint(folder, used), warnings)
+    return TrainingData(folder, fmt.name, train, evaluation, files_digest(folder, used), warnings)
 
 
-def render(messages: list[dict], image_token: str | None = None, n_images: int = 0) -> str:
+def gemma_turns(messages: list[dict], image_token: str | None = None, n_images: int = 0) -> str:
     """A conversation in Gemma's turn format (no ``<bos>``), images as ``image_token`` at the top of the first user
     turn."""
     messages = fold_system(messages)
@@ -174,7 +174,7 @@ def tokenize_text(examples: list[dict], tokenizer) -> datasets.Dataset:
     markers, bos = TurnMarkers.of(tokenizer), tokenizer.bos_token or ""
     input_ids, labels = [], []
     for ex in examples:
-        ids = tokenizer(bos + render(ex["messages"]), add_special_tokens=False)["input_ids"]
+        ids = tokenizer(bos + gemma_turns(ex["messages"]), add_special_tokens=False)["input_ids"]
         input_ids.append(ids)
         labels.append(assistant_labels(ids, markers))
     return datasets.Dataset.from_dict({"input_ids": input_ids, "labels": labels})
@@ -202,7 +202,7 @@ class VisionCollator:
         import torch
 
         bos = self.tokenizer.bos_token or ""
-        texts = [bos + render(r["messages"], self.image_token, len(r["images"])) for r in rows]
+        texts = [bos + gemma_turns(r["messages"], self.image_token, len(r["images"])) for r in rows]
         images = [[img.convert("RGB") for img in r["images"]] for r in rows]
         batch = self.processor(text=texts, images=images if any(images) else None, padding=True,
                                return_tensors="pt", add_special_tokens=False)

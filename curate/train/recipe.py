@@ -27,6 +27,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from curate.paths import path_or_name
+
 EMBEDDED = "embedded"
 ATTENTION_AND_MLP = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -199,16 +201,8 @@ def load_recipe(path: str | Path) -> Recipe:
     except yaml.YAMLError as exc:
         raise RecipeError(str(path), [f"not valid YAML: {exc}"]) from None
     if isinstance(raw, dict) and isinstance(raw.get("model"), str):
-        raw["model"] = _beside(path, raw["model"])
+        raw["model"] = raw["model"] if raw["model"] == EMBEDDED else path_or_name(raw["model"], path.parent)
     return parse_recipe(raw, str(path))
-
-
-def _beside(recipe: Path, model: str) -> str:
-    """A relative model path that exists next to the recipe, made absolute (like paths in pipelines)."""
-    local = recipe.parent / model
-    if model == EMBEDDED or Path(model).is_absolute() or not local.exists():
-        return model
-    return str(local.resolve())
 
 
 def validate_recipe(path: str | Path) -> list[str]:

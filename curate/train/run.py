@@ -50,7 +50,7 @@ class NothingToTrain(FinetuneError):
 
 
 @dataclass
-class Plan:
+class FinetunePlan:
     """What a fine-tune will do, checked without loading the model."""
 
     recipe: Recipe
@@ -104,7 +104,7 @@ def _check_modality(recipe: Recipe, data: TrainingData) -> None:
 
 
 def plan_finetune(recipe: str | Path | Recipe, data_dir: str | Path, output: str | Path | None = None,
-                  overwrite: bool = False) -> Plan:
+                  overwrite: bool = False) -> FinetunePlan:
     """Validate the recipe, the data folder, the output folder and the backend; load no model."""
     try:
         recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -121,10 +121,10 @@ def plan_finetune(recipe: str | Path | Recipe, data_dir: str | Path, output: str
     warnings = list(data.warnings)
     if recipe.load_in_4bit and not cuda_available():
         warnings.append(f"load_in_4bit needs CUDA: {recipe.model} will load in {recipe.train.precision}")
-    return Plan(recipe, data, backend, output, warnings)
+    return FinetunePlan(recipe, data, backend, output, warnings)
 
 
-def _train(plan: Plan):
+def _train(plan: FinetunePlan):
     if plan.backend == "unsloth":
         return unsloth_backend.train(plan.recipe, plan.data)
     from curate.train import trl_backend
@@ -138,7 +138,7 @@ def _base_name(model: str) -> str:
     return path.name if model != EMBEDDED and path.is_absolute() else model
 
 
-def _report(plan: Plan, trained, seconds: float) -> dict:
+def _report(plan: FinetunePlan, trained, seconds: float) -> dict:
     metrics = dict(trained.metrics)
     runtime, tokens = metrics.get("train_runtime"), metrics.get("num_tokens")
     return {"curate_version": __version__, "recipe": plan.recipe.name, "model": plan.recipe.model,
@@ -156,12 +156,12 @@ def _data_record(data: TrainingData) -> dict:
     except PushError:  # shards without source and license columns: a push is refused, training is not
         found = None
     return {"folder": data.folder.name, "format": data.format,
-            "rows": {"train": len(data.train), "eval": len(data.eval) if data.eval else 0}, **data.fingerprint,
+            "rows": {"train": len(data.train), "eval": len(data.eval) if data.eval else 0}, **data.digest,
             "licenses": found}
 
 
-def _write(folder: Path, plan: Plan, trained, seconds: float) -> None:
-    """The adapter, its tokenizer or processor, the recipe, the data fingerprint, the losses and the report."""
+def _write(folder: Path, plan: FinetunePlan, trained, seconds: float) -> None:
+    """The adapter, its tokenizer or processor, the recipe, the data's digest, the losses and the report."""
     trained.model.peft_config["default"].base_model_name_or_path = _base_name(plan.recipe.model)
     trained.model.save_pretrained(folder)
     trained.processing.save_pretrained(folder)
@@ -191,7 +191,7 @@ def merge_adapter(recipe: Recipe, adapter_dir: Path, out: Path) -> None:
 def finetune(recipe: str | Path | Recipe, data_dir: str | Path, output: str | Path | None = None, *,
              overwrite: bool = False, push: str | None = None, private: bool = True,
              token: str | None = None, allow_licenses: Iterable[str] = ()) -> FinetuneResult:
-    """Plan, train, write OUT (see the module docstring), merge and push as asked; a push the training rows'
+    """FinetunePlan, train, write OUT (see the module docstring), merge and push as asked; a push the training rows'
     licences forbid is refused before training."""
     plan = plan_finetune(recipe, data_dir, output, overwrite)
     if push:

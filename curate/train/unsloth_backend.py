@@ -3,7 +3,7 @@
 Consumes a ``Recipe`` and ``TrainingData``; produces a ``trl_backend.Trained``. It follows Unsloth's documented Gemma 3n
 recipe: ``from_pretrained(load_in_4bit=...)``, ``get_peft_model`` with ``finetune_vision_layers`` /
 ``finetune_language_layers`` and the same target layers as the TRL backend, ``trl.SFTTrainer`` on a ``text`` column
-(the turns of ``curate.train.data.render``) masked by ``unsloth.chat_templates.train_on_responses_only``, or for
+(the turns of ``curate.train.data.gemma_turns``) masked by ``unsloth.chat_templates.train_on_responses_only``, or for
 vision ``unsloth.trainer.UnslothVisionDataCollator`` on {messages, images} rows with the same masking. unsloth is
 imported only when this backend runs (and before trl, as it requires); without it or without CUDA the error gives
 the install line.
@@ -15,16 +15,11 @@ import importlib.util
 
 import datasets
 
+from curate.export.formats import FORMATS, typed_turns
 from curate.llm.chat import fold_system
-from curate.train.data import INSTRUCTION_PART, RESPONSE_PART, TrainingData, render
+from curate.train.data import INSTRUCTION_PART, RESPONSE_PART, TrainingData, gemma_turns
 from curate.train.models import GPU_INSTALL as INSTALL, cuda_available, lora_targets
 from curate.train.recipe import Recipe
-
-_s = datasets.Value("string")
-TYPED_FEATURES = datasets.Features({
-    "messages": datasets.List({"role": _s, "content": datasets.List({"type": _s, "text": _s})}),
-    "images": datasets.List(datasets.Image()),
-})
 
 
 class BackendUnavailable(ImportError):
@@ -47,22 +42,16 @@ def _import_unsloth():
     return unsloth
 
 
-def _typed(example: dict) -> dict:
-    """An example with typed contents, images first in the first user turn, system folded: Unsloth's VLM layout."""
-    messages = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]}
-                for m in fold_system(example["messages"])]
-    first = next(m for m in messages if m["role"] == "user")
-    first["content"][:0] = [{"type": "image", "text": None} for _ in example["images"]]
-    return {"messages": messages, "images": example["images"]}
-
-
 def _vision_rows(examples: list[dict]) -> datasets.Dataset:
-    return datasets.Dataset.from_list([_typed(ex) for ex in examples], features=TYPED_FEATURES)
+    """The examples in the multimodal ``messages`` export layout (``typed_turns``), system text folded."""
+    rows = [{"messages": typed_turns(fold_system(ex["messages"]), len(ex["images"])), "images": ex["images"]}
+            for ex in examples]
+    return datasets.Dataset.from_list(rows, features=FORMATS["messages"].features(multimodal=True, reasoning="drop"))
 
 
 def _text_rows(examples: list[dict]) -> datasets.Dataset:
     """The rendered turns in a ``text`` column, without ``<bos>`` (the tokenizer adds it)."""
-    return datasets.Dataset.from_dict({"text": [render(ex["messages"]) for ex in examples]})
+    return datasets.Dataset.from_dict({"text": [gemma_turns(ex["messages"]) for ex in examples]})
 
 
 def train(recipe: Recipe, data: TrainingData):

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curate.io import file_sha256
 from curate.llm.writer import ADAPTER, continuation, prompt
+from curate.paths import beside
 from curate.quality.decontaminate import EvalSet
 from curate.train.recipe import LoraSpec, RecipeError, TrainSpec, _problems
 
@@ -80,13 +81,10 @@ def load_writer_recipe(path: str | Path) -> WriterRecipe:
     except ValidationError as exc:
         raise RecipeError(str(path), _problems(exc)) from None
     base = path.parent
-
-    def local(p: str) -> str:
-        return str((base / Path(p).expanduser()).resolve())
-
     return recipe.model_copy(update={
-        "sources": [s.model_copy(update={"path": local(s.path)}) for s in recipe.sources],
-        "decontaminate": [e.model_copy(update={"path": local(e.path)}) if e.path else e for e in recipe.decontaminate]})
+        "sources": [s.model_copy(update={"path": str(beside(base, s.path))}) for s in recipe.sources],
+        "decontaminate": [e.model_copy(update={"path": str(beside(base, e.path))}) if e.path else e
+                          for e in recipe.decontaminate]})
 
 
 @dataclass

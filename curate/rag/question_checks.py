@@ -1,5 +1,5 @@
-"""Answer-first synthesis helpers: which units of a chunk get a question, whether a question stands alone, and the
-round-trip check that the question leads back to its unit.
+"""The checks a synthesized question must pass (used by ``synth_qa`` and ``synth_vqa``), and which units of a chunk
+get a question: whether a question stands alone, fits its answer, and leads back to its unit (the round trip).
 
 ``synth_qa`` with ``answer_mode: extractive`` uses them in this order: ``pick_units`` (at most ``n`` of a chunk's
 ``curate.rag.units`` units) -> the LLM writes one question per unit -> ``question_problem`` (a reason to reject the
@@ -31,14 +31,15 @@ _PERSON = re.compile(r"\b(?:casualt(?:y|ies)|persons?|people|patients?|victims?|
                      r"friends?|members?|workers?|mothers?|fathers?)\b", re.IGNORECASE)
 
 
-def words(text: str) -> set[str]:
+def word_set(text: str) -> set[str]:
+    """The distinct lower-cased ASCII words and numbers of ``text``."""
     return set(_WORD.findall(text.lower()))
 
 
 def copies(text: str, examples: tuple[str, ...], threshold: float = 0.7) -> bool:
     """True when ``text`` shares at least ``threshold`` of its words (Jaccard) with one of ``examples``."""
-    mine = words(text)
-    return any(len(mine & (ex := words(e))) / max(len(mine | ex), 1) >= threshold for e in examples)
+    mine = word_set(text)
+    return any(len(mine & (ex := word_set(e))) / max(len(mine | ex), 1) >= threshold for e in examples)
 
 
 def pick_units(units: list[Unit], n: int, preferred: set[int] = frozenset()) -> list[int]:
@@ -152,7 +153,7 @@ def adds_context(question: str, answer: str) -> list[str]:
     "resuscitate" is held by "resuscitation", "snake" by "snakebite"), less the words questions are asked with
     (``_ASKING``): what the question brings that the answer cannot speak to ("a band of red", "a fish")."""
     held = content_stems(answer)
-    pool = words(answer) | held
+    pool = word_set(answer) | held
     return [stem for stem in sorted(content_stems(question) - held - _ASKING)
             if not any(w.startswith(stem[:5]) or stem in w for w in pool)]
 
@@ -160,8 +161,8 @@ def adds_context(question: str, answer: str) -> list[str]:
 def same_question(question: str, earlier: list[str], threshold: float = 0.8) -> bool:
     """True when ``question`` repeats a question already kept for the chunk: the Jaccard similarity of their content
     words (stopwords left out, so "an" and "the" do not tell two questions apart) is at least ``threshold``."""
-    content = words(question) - STOPWORDS
-    return any(len(content & (other := words(q) - STOPWORDS)) / max(len(content | other), 1) >= threshold
+    content = word_set(question) - STOPWORDS
+    return any(len(content & (other := word_set(q) - STOPWORDS)) / max(len(content | other), 1) >= threshold
                for q in earlier)
 
 
