@@ -1,7 +1,7 @@
 """Rows per second of each row stage under the serial, processes and Ray executors, in one run, on one pipeline.
 
-The pipeline: FirstAidQA (5,550 pairs), MedQA test (1,273 questions) and the pages of FM 4-25.11 and WHO PFA, read
-in place from ../shared/realdata; then chunk, decontaminate (against a held-out half of MedQA's questions),
+The pipeline (``tests/test_executors.py``'s, every row): FirstAidQA (5,550 pairs), MedQA test (1,273 questions) and
+the pages of FM 4-25.11 and WHO PFA, read in place from ../shared/realdata; then chunk, decontaminate (against a held-out half of MedQA's questions),
 heuristics, pii, grounding and dedup. Each executor runs the same pipeline into its own run folder (ingest is
 shared: it is copied, not re-read, so only the stages are timed). Printed per stage and executor: rows in, seconds,
 rows/s, the speed-up over serial, and ``setups`` (how many times the
@@ -18,44 +18,21 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import yaml
 
 from curate.executors import ExecutorSpec
 from curate.io import read_jsonl
 from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
 
-REALDATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata").resolve()
-
-
-def write_pipeline(root: Path, batch_size: int) -> Path:
-    medqa = REALDATA / "qa/medqa/medqa_usmle_4opt_test.jsonl"
-    held_out = root / "held_out.jsonl"
-    held_out.write_text("".join(json.dumps({"question": json.loads(line)["question"]}) + "\n"
-                                for line in medqa.read_text().splitlines()[::2]))
-    spec = {"name": "executors-bench", "batch_size": batch_size, "sources": [
-        {"source": "hf_qa", "name": "firstaidqa", "path": str(REALDATA / "qa/firstaidqa/firstaidqa_v1.json"),
-         "license": "unknown"},
-        {"source": "medqa-usmle-4-options", "path": str(medqa)},
-        {"source": "pdf", "name": "fm", "path": str(REALDATA / "pdf/us_army_FM4-25.11_first_aid.pdf"),
-         "license": "public-domain"},
-        {"source": "pdf", "name": "pfa", "license": "unknown",
-         "path": str(REALDATA / "pdf/who_psychological_first_aid_field_workers_2011.pdf")},
-    ], "stages": [
-        {"stage": "chunk", "size": 160, "overlap": 32},
-        {"stage": "decontaminate", "eval_sets": [{"name": "medqa-held-out", "path": str(held_out)}]},
-        {"stage": "heuristics", "answer": {"min_words": 12}},
-        {"stage": "pii"},
-        {"stage": "grounding", "semantic": False, "negation": False},
-        {"stage": "dedup", "threshold": 0.8, "kinds": ["qa", "chunk"]},
-    ]}
-    path = root / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = (REPO / ".." / "shared" / "realdata").resolve()
+sys.path.insert(0, str(REPO / "tests"))
+from test_executors import pipeline  # noqa: E402 (the tests' pipeline, every row: one definition for both)
 
 
 def signature(run: Path) -> dict:
@@ -78,7 +55,7 @@ def main() -> None:
     root = Path(args.out).resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    path = write_pipeline(root, args.batch_size)
+    path = pipeline(root, REALDATA, args.batch_size, sample=False)
     executors = {"serial": ExecutorSpec(),
                  f"processes({args.workers})": ExecutorSpec(kind="processes", workers=args.workers),
                  f"ray({args.workers} CPUs)": ExecutorSpec(kind="ray", workers=args.workers, num_cpus=args.workers)}

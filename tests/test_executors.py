@@ -27,22 +27,30 @@ from curate.steps import StepFailed, inside
 STAGES = ["02-chunk", "03-decontaminate", "04-heuristics", "05-pii", "06-grounding", "07-dedup"]
 
 
-def pipeline(tmp_path: Path, realdata: Path, batch_size: int = 96) -> Path:
+def pipeline(tmp_path: Path, realdata: Path, batch_size: int = 96, sample: bool = True) -> Path:
+    """The executors pipeline (also ``benchmarks/executors.py``'s, with ``sample=False``), written into ``tmp_path``.
+
+    ``sample``: a few hundred rows of each source, FirstAidQA read a second time, and 25 of the MedQA questions the
+    pipeline ingests held out; without it every row of each source, read once, and every other MedQA question held
+    out."""
     medqa = realdata / "qa/medqa/medqa_usmle_4opt_test.jsonl"
-    held_out = tmp_path / "held_out.jsonl"  # 25 of the MedQA questions the pipeline ingests, as a held-out split
+    firstaid = str(realdata / "qa/firstaidqa/firstaidqa_v1.json")
+    held_out = tmp_path / "held_out.jsonl"
+    questions = medqa.read_text().splitlines()
     held_out.write_text("".join(json.dumps({"question": json.loads(line)["question"]}) + "\n"
-                                for line in medqa.read_text().splitlines()[:50:2]))
-    spec = {"name": "executors", "batch_size": batch_size, "sources": [
-        {"source": "hf_qa", "name": "firstaidqa", "path": str(realdata / "qa/firstaidqa/firstaidqa_v1.json"),
-         "license": "unknown", "limit": 700},
+                                for line in (questions[:50:2] if sample else questions[::2])))
+    sources = [
+        {"source": "hf_qa", "name": "firstaidqa", "path": firstaid, "license": "unknown", "limit": 700},
         {"source": "medqa-usmle-4-options", "path": str(medqa), "limit": 200},
-        {"source": "hf_qa", "name": "firstaidqa-again", "license": "unknown", "limit": 60,  # the same set twice
-         "path": str(realdata / "qa/firstaidqa/firstaidqa_v1.json")},
+        {"source": "hf_qa", "name": "firstaidqa-again", "license": "unknown", "limit": 60, "path": firstaid},
         {"source": "pdf", "name": "fm", "path": str(realdata / "pdf/us_army_FM4-25.11_first_aid.pdf"),
          "license": "public-domain", "limit": 40},
         {"source": "pdf", "name": "pfa", "license": "unknown", "limit": 30,
          "path": str(realdata / "pdf/who_psychological_first_aid_field_workers_2011.pdf")},
-    ], "stages": [
+    ]
+    if not sample:
+        sources = [{k: v for k, v in s.items() if k != "limit"} for s in sources if s.get("name") != "firstaidqa-again"]
+    spec = {"name": "executors", "batch_size": batch_size, "sources": sources, "stages": [
         {"stage": "chunk", "size": 160, "overlap": 32},
         {"stage": "decontaminate", "eval_sets": [{"name": "medqa-held-out", "path": str(held_out)}]},
         {"stage": "heuristics", "answer": {"min_words": 12}},
