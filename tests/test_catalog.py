@@ -114,7 +114,11 @@ def test_mappings_use_connector_keys(catalog: dict[str, CatalogEntry]) -> None:
             assert not e.mapping, e.name
 
 
-@pytest.mark.parametrize("kind", sorted(CONNECTORS))
+# a ``rows`` source is a stage folder of the user's own earlier run, never a published dataset (tests/test_ingest_rows.py)
+CATALOGUED = sorted(set(CONNECTORS) - {"rows"})
+
+
+@pytest.mark.parametrize("kind", CATALOGUED)
 def test_options_validate_against_the_connector(catalog: dict[str, CatalogEntry], kind: str) -> None:
     entries = [e for e in catalog.values() if e.kind == kind]
     assert entries, f"no catalog entry of kind {kind}"

@@ -45,6 +45,10 @@ def test_a_stage_folder_of_one_run_is_the_source_of_the_next(tmp_path, realdata)
     assert grounded["rows_out"] == len(first) and "no_context" not in grounded["counters"]  # the passages arrived
 
     (tmp_path / "second.yaml").write_text(yaml.safe_dump({**second, "sources": [
+        {"source": "rows", "name": "earlier", "path": str(stage), "options": {"kind": ["qa"]}}]}))  # a typo
+    assert main(["run", str(tmp_path / "second.yaml"), "--dry-run"]) == 2
+
+    (tmp_path / "second.yaml").write_text(yaml.safe_dump({**second, "sources": [
         {"source": "rows", "name": "earlier", "path": str(tmp_path / "first")}]}))  # the run folder, not a stage
     assert main(["run", str(tmp_path / "second.yaml"), "--no-progress"]) != 0  # nothing usable: exit code says so
     (reject,) = read_jsonl(tmp_path / "second/01-ingest/rejects.jsonl")

@@ -71,14 +71,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from curate import __version__
 from curate.deliver.specs import EvaluateSpec, ExportSpec, FinetuneSpec, load_recipe_for
-from curate.deliver.steps import ExportStep, FinetuneStep, eval_model_config, held_out_set
+from curate.deliver.steps import ExportStep, FinetuneStep, eval_model_config, evaluation_fingerprint, held_out_set
 from curate.executors import make_executor
 from curate.io import building, read_json, write_json, write_jsonl
+from curate.paths import path_or_name
 from curate.pipeline import PipelineError, Plan, load_plan
 from curate.progress import Progress
 from curate.rowsteps import IngestStep, StageStep, run_stages
 from curate.stage import stage_class
-from curate.steps import Context, Step, StepStats, fingerprint, inside, run_step
+from curate.steps import Context, Step, StepStats, inside, run_step
 
 BASE = "base"
 FINAL = "final"
@@ -115,7 +116,7 @@ class HeldOut(EvaluateSpec):
     name: str | None = None
 
 
-class TrainSpec(BaseModel):
+class AblationTraining(BaseModel):
     model_config = ConfigDict(extra="forbid")
     recipe: str
     max_steps: int | None = Field(default=None, ge=1)
@@ -131,7 +132,7 @@ class AblationFile(BaseModel):
     reference: str | None = None
     variants: dict[str, Variant] = Field(min_length=2)
     export: ExportSpec | None = None
-    finetune: TrainSpec | None = None
+    finetune: AblationTraining | None = None
     seeds: list[int] | None = None
     evaluate: list[HeldOut] | None = Field(default=None, min_length=1)
 
@@ -168,15 +169,7 @@ class Ablation:
         return recipe.model_copy(update={"train": recipe.train.model_copy(update={"seed": seed})})
 
 
-def _absolute(value: str | None, base: Path) -> str | None:
-    """``value`` as an absolute path when it names something under ``base`` (a catalog name stays as it is)."""
-    if value is None:
-        return None
-    path = (base / Path(value).expanduser()).resolve()
-    return str(path) if path.exists() else value
-
-
-def _stage_dirs(plan: Plan) -> dict[str, list[str]]:
+def _folders_by_name(plan: Plan) -> dict[str, list[str]]:
     """{name, label or folder: the stage folders it names} for ``rows:`` (``ingest``, ``final`` included)."""
     names: dict[str, list[str]] = {"ingest": [INGEST_DIR], INGEST_DIR: [INGEST_DIR],
                                    FINAL: [plan.stages[-1].dirname if plan.stages else INGEST_DIR]}
@@ -187,7 +180,7 @@ def _stage_dirs(plan: Plan) -> dict[str, list[str]]:
 
 
 def _variants(spec: AblationFile, plan: Plan, export: ExportSpec, problems: list[str]) -> dict[str, PlannedVariant]:
-    dirs, out = _stage_dirs(plan), {}
+    dirs, out = _folders_by_name(plan), {}
     for name, variant in spec.variants.items():
         if not NAME.match(name):
             problems.append(f"variants: '{name}' must be letters, digits, '.', '-' or '_' (it names a folder)")
@@ -213,13 +206,13 @@ def _held_out(spec: AblationFile, plan: Plan, base: Path, problems: list[str]) -
     from curate.evaluate import SetError
 
     if spec.evaluate is not None:
-        entries = [e.model_copy(update={"set": _absolute(e.set, base), "path": _absolute(e.path, base)})
+        entries = [e.model_copy(update={"set": path_or_name(e.set, base), "path": path_or_name(e.path, base)})
                    for e in spec.evaluate]
     elif plan.finetune is not None and plan.finetune.evaluate is not None:
         pipe = plan.path.parent
         e = plan.finetune.evaluate
         entries = [HeldOut(**e.model_dump(), name=None).model_copy(
-            update={"set": _absolute(e.set, pipe), "path": _absolute(e.path, pipe)})]
+            update={"set": path_or_name(e.set, pipe), "path": path_or_name(e.path, pipe)})]
     else:
         problems.append("evaluate: no held-out set (give `evaluate:` here or finetune.evaluate in the pipeline)")
         return {}
@@ -245,9 +238,9 @@ def _training(spec: AblationFile, plan: Plan, base: Path, problems: list[str]) -
     from curate.train.recipe import RecipeError
 
     if spec.finetune is not None:
-        train = FinetuneSpec(recipe=_absolute(spec.finetune.recipe, base), max_steps=spec.finetune.max_steps)
+        train = FinetuneSpec(recipe=path_or_name(spec.finetune.recipe, base), max_steps=spec.finetune.max_steps)
     elif plan.finetune is not None:
-        train = FinetuneSpec(recipe=_absolute(plan.finetune.recipe, plan.path.parent),
+        train = FinetuneSpec(recipe=path_or_name(plan.finetune.recipe, plan.path.parent),
                              max_steps=plan.finetune.max_steps)
     else:
         problems.append("finetune: no recipe (give `finetune: {recipe: ...}` here or in the pipeline)")
@@ -340,12 +333,6 @@ def _decontaminated(ablation: Ablation, sets_read: dict, dirname: str, input_fp:
     return ctx.rows, ctx.fp, {"rows_in": stats.rows_in, "held_out_overlap": stats.rows_in - stats.rows_out}
 
 
-def _prompt_sha(held: HeldOut) -> str:
-    from curate.evaluate.prompts import load_eval_prompts
-
-    return load_eval_prompts(held.settings.prompt).sha256
-
-
 class _Score(Step):
     """One model scored on one held-out set into OUT/<model>/eval/<set>/ (marker ``<set>.json`` beside it); models
     are loaded into ``loaded`` (shared by the model's steps) only when a step builds."""
@@ -394,8 +381,7 @@ def _evaluate_model(ablation: Ablation, sets_read: dict, model: str, adapter: Pa
         for name, held in ablation.held_out.items():
             eval_set, set_fp = sets_read[name]
             config = eval_model_config(held, ablation.recipe.model)
-            fp = fingerprint("ablate-evaluate", held.model_dump(mode="json", exclude={"name"}), *set_fp,
-                             _prompt_sha(held), config, adapter_fp, __version__)
+            fp = evaluation_fingerprint(held, set_fp, config, adapter_fp)
             step = _Score(model, name, held, eval_set, fp, config, adapter, loaded, progress)
             cached[name] = run_step(step, ctx)[0].cached
     finally:
