@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curate.evaluate.settings import EvalSettings
 from curate.paths import beside
@@ -53,9 +53,21 @@ class ExportSpec(BaseModel):
 
 
 class CompareSpec(BaseModel):
+    """Questions the base and the tuned model both answer: fixed ``questions``, and with ``from_split`` up to ``n``
+    pairs of that export split (never trained on), shown with their reference answer, its source and the reference
+    answer's NLL under each model."""
+
     model_config = ConfigDict(extra="forbid")
-    questions: list[str] = Field(min_length=1)
+    questions: list[str] = Field(default_factory=list)
+    from_split: str | None = None
+    n: int = Field(default=2, ge=1)
     max_tokens: int = Field(default=96, ge=1)
+
+    @model_validator(mode="after")
+    def _something_to_ask(self) -> "CompareSpec":
+        if not self.questions and not self.from_split:
+            raise ValueError("compare needs `questions`, `from_split` (an export split, e.g. test) or both")
+        return self
 
 
 class EvaluateSpec(BaseModel):

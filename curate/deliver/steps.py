@@ -114,7 +114,8 @@ class FinetuneStep(DeliveryStep):
 
 
 class CompareStep(DeliveryStep):
-    """The base model's and the tuned adapter's greedy answers to the same questions."""
+    """The base model's and the tuned adapter's greedy answers to the same questions; for pairs of an export split
+    (``from_split``), also the reference answer, where it comes from and its NLL under each model."""
 
     name = "compare"
     advances = False
@@ -126,22 +127,55 @@ class CompareStep(DeliveryStep):
         return fingerprint("compare", self.spec.model_dump(mode="json"), ctx.fp)
 
     def build(self, ctx: Context, fp: str) -> dict:
-        from curate.train.chat import apply_adapter, ask, load_chat_model
+        from curate.train.chat import apply_adapter, ask, load_chat_model, reference_nll_of
 
         started = time.perf_counter()
+        items = [{"question": q} for q in self.spec.questions]
+        if self.spec.from_split:
+            items += split_pairs(inside(ctx.run_dir, "export"), ctx.rows, self.spec.from_split, self.spec.n)
         llm = load_chat_model(self.model)
         try:
-            before = [ask(llm, q, max_tokens=self.spec.max_tokens) for q in self.spec.questions]
-            apply_adapter(llm, inside(ctx.run_dir, "finetune"))
-            after = [ask(llm, q, max_tokens=self.spec.max_tokens) for q in self.spec.questions]
+            for label in ("base", "tuned"):
+                if label == "tuned":
+                    apply_adapter(llm, inside(ctx.run_dir, "finetune"))
+                for item in items:
+                    item[label] = ask(llm, item["question"], max_tokens=self.spec.max_tokens)
+                    if "reference" in item:
+                        item[f"{label}_reference_nll"] = reference_nll_of(llm, item["question"], item["reference"])
         finally:
             llm.close()
-        answers = [{"question": q, "base": b, "tuned": t} for q, b, t in zip(self.spec.questions, before, after)]
-        stats = StepStats("compare", len(self.spec.questions), len(answers), {}, time.perf_counter() - started)
-        return {"stats": stats.plain(), "answers": answers}
+        stats = StepStats("compare", len(items), len(items), {}, time.perf_counter() - started)
+        return {"stats": stats.plain(), "answers": items}
 
     def after(self, ctx: Context, record: dict) -> None:
         ctx.results["answers"] = record["answers"]
+
+
+def split_pairs(export: Path, rows: Path | None, split: str, n: int) -> list[dict]:
+    """Up to ``n`` pairs of an export split, in its order, those citing a source passage first: question, reference
+    answer and source (the row's source name, with the cited pages when it has citations, read from ``rows``, the
+    rows that were exported)."""
+    import pyarrow.parquet as pq
+
+    from curate.io import iter_batches
+    from curate.stage import rows as as_rows
+
+    files = sorted((export / "data").glob(f"{split}-*.parquet"))
+    ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+    found = {r["id"]: r for b in (iter_batches(rows, 256) if rows else []) for r in as_rows(b) if r["id"] in ids}
+    pairs = []
+    for i in sorted(ids, key=lambda i: not (found.get(i) or {}).get("citations")):
+        row = found.get(i)
+        if row is None or not row.get("messages"):
+            continue
+        pages = sorted({c["page"] for c in row.get("citations") or [] if c.get("page")})
+        source = row["source"] + (f", p. {', '.join(map(str, pages))}" if pages else "")
+        question = next(m["content"] for m in row["messages"] if m["role"] == "user")
+        answer = next(m["content"] for m in reversed(row["messages"]) if m["role"] == "assistant")
+        pairs.append({"question": question, "reference": answer, "source": source})
+        if len(pairs) == n:
+            break
+    return pairs
 
 
 def held_out_set(spec: EvaluateSpec, base: Path):

@@ -47,15 +47,35 @@ def apply_adapter(llm: TransformersLLM, adapter: str | Path) -> TransformersLLM:
     return llm
 
 
+def asks_in_turns(llm: TransformersLLM) -> bool:
+    """Whether the model is asked in Gemma turns (instruction-tuned, or answering through an adapter) rather than to
+    complete "Question: ...\nAnswer:"."""
+    return llm.instruction_tuned or hasattr(llm.hf_model, "peft_config")
+
+
+def question_prompt(llm: TransformersLLM, question: str, system: str | None = None):
+    """(prompt, stop strings) the model is asked ``question`` with (module docstring)."""
+    if asks_in_turns(llm):
+        return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}], ()
+    # no blank-line stop: the embedded 270M opens its answer with one
+    return (f"{system}\n\n" if system else "") + f"Question: {question}\nAnswer:", ("\nQuestion:",)
+
+
 def ask(llm: TransformersLLM, question: str, *, system: str | None = None, max_tokens: int = 256) -> str:
     """The model's greedy answer to one question, in turns or as a completion (module docstring)."""
-    if llm.instruction_tuned or hasattr(llm.hf_model, "peft_config"):
-        prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-        stop = ()
-    else:
-        # no blank-line stop: the embedded 270M opens its answer with one
-        prompt, stop = (f"{system}\n\n" if system else "") + f"Question: {question}\nAnswer:", ("\nQuestion:",)
+    prompt, stop = question_prompt(llm, question, system)
     return llm.generate(prompt, Sampling(max_tokens=max_tokens, temperature=0.0, stop=stop)).text.strip()
+
+
+def reference_nll_of(llm: TransformersLLM, question: str, reference: str) -> float:
+    """Mean NLL per token of a reference answer after the prompt the model is asked ``question`` with (its own: a
+    completion prompt for a base model, a model turn for a tuned one)."""
+    from curate.evaluate.loglik import reference_nll
+    from curate.evaluate.prompts import answer_continuation
+
+    prompt, _ = question_prompt(llm, question)
+    return reference_nll(llm, prompt, answer_continuation(reference, "chat" if asks_in_turns(llm) else
+                                                          "completion"))[0]
 
 
 def chat(model: str, question: str, adapter: str | Path | None = None, *, system: str | None = None,
