@@ -199,3 +199,30 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
     assert unusable(Unit("Providing an adequate quantity of safe water and accessible sanitation services during a "
                          "disaster to reduce risk of infections.", 0)) == "verbless"
     assert unusable(Unit("Listening to someone's story can be a great support.", 0)) is None
+    # WHO PFA's worked conversation (p. 51): what the helper and the survivor say is not what the guide teaches
+    assert unusable(Unit("Woman: I feel terrible! I should have stayed in the building to help people!", 0)) == \
+        "dialogue"
+    assert unusable(Unit("You: Hello, my name is __. I’m working with the agency __.", 0)) == "dialogue"
+    assert unusable(Unit("Child: We all ran outside when the shaking started.", 0)) == "dialogue"
+    assert unusable(Unit("Note: Do not give water to an unconscious casualty.", 0)) is None
+    assert unusable(Unit("Burns: you should cool the burn with running water for 20 minutes.", 0)) is None
+
+
+def test_a_question_about_a_forbidden_act_as_if_it_were_to_be_done_is_refused():
+    # written by the shipped writer for FM 4-25.11 units (synth_yield audit and curation_value's pp. 20-32 run)
+    thumb = ("Your thumb should not be used for pulse taking because you may confuse your pulse beat with that of the "
+             "casualty.")
+    assert answer_type_problem("Why should your thumb be used for pulse taking?", thumb) == "drops_prohibition"
+    assert answer_type_problem("What should you do if the casualty is in an open fire?",
+                               "Do not expose the casualty to an open fire.") == "drops_prohibition"
+    vial = "Do not give medicine from a single-dose vial to more than one patient."
+    assert answer_type_problem("When should you give medicine from a single-dose vial?", vial) == "drops_prohibition"
+    # answered by the prohibition: a yes/no question, one that asks what to avoid, one about the situation only
+    assert answer_type_problem("Should you give medicine from a single-dose vial to more than one patient?", vial) \
+        is None
+    assert answer_type_problem("What should you avoid doing with a single-dose vial?", vial) is None
+    assert answer_type_problem("What should you do if a casualty is unconscious?",
+                               "If the casualty is unconscious, never give him anything by mouth.") is None
+    # "never" that describes rather than forbids
+    assert answer_type_problem("What happens to brain cells once they die?",
+                               "Once these cells die, they are lost forever since they never regenerate.") is None

@@ -103,13 +103,41 @@ _NOT_DEFINED = re.compile(r"^(?:(?:best|first|next|last|main|most|only|right|cor
                           r"treatment|way|step|method)\b|.* (?:of|for|to|in|on|with|when|after|before|during) )", re.I)
 
 
+_PROHIBITS = re.compile(r"^(?:do not|don[’']t|never|avoid|no one should)\b|\b(?:should|must|shall) (?:not|never)\b|"
+                        r"\b(?:shouldn|mustn)[’']t\b|\b(?:is|are) not to\b", re.IGNORECASE)
+_WH = re.compile(r"^(?:what|how|why|when|where|which|who)\b", re.IGNORECASE)
+_NEGATES = re.compile(r"\b(?:not|no|never|cannot|avoid\w*|without|nothing|danger\w*|risks?|harm\w*|mistakes?|wrong|"
+                      r"prohibit\w*|instead|unsafe)\b|n[’']t\b", re.IGNORECASE)
+
+
+def drops_prohibition(question: str, answer: str) -> bool:
+    """True when the answer forbids an act ("Do not expose the casualty to an open fire", "Your thumb should not be
+    used for pulse taking") and a wh-question with no negation or avoidance of its own asks about that act ("What
+    should you do if the casualty is in an open fire?", "Why should your thumb be used ...?"): the pair would teach
+    the opposite of the text. A yes/no question ("Should you move ...?") is answered by the prohibition, and a
+    question about the situation, not the forbidden act ("What should you do if a casualty is unconscious?" for
+    "... never give him anything by mouth"), is answered by it too: both pass."""
+    if not _WH.match(question) or _NEGATES.search(question):
+        return False
+    asked = content_stems(question) - _ASKING
+    for sentence in re.split(r"(?<=[.!?;])\s+", answer):
+        main = _LEADING_CLAUSE.sub("", sentence.strip())
+        forbids = _PROHIBITS.search(main)
+        if forbids and asked & content_stems(main[forbids.end():]):
+            return True
+    return False
+
+
 def answer_type_problem(question: str, answer: str) -> str | None:
     """``wrong_answer_type`` when the question asks for something the answer cannot give: "How often" with no
     frequency in it, "How long/many/far" with no quantity, "Why"/"What is the purpose" with no reason or purpose,
     "When" with no condition or time, "What are the signs of ..." with no sign in it, "What is the difference ..."
     with no contrast, "What should you do ..." with no action in it (``tells_action``), "What is X?" when the answer
-    does not open by saying what X is; else None.
+    does not open by saying what X is; ``drops_prohibition`` when the answer forbids what the question asks about
+    as if it were to be done (``drops_prohibition``); else None.
     "What is the purpose/best way/first step ... of X?" asks about X, not what X is: its own rule judges it."""
+    if drops_prohibition(question, answer):
+        return "drops_prohibition"
     for asks, needs in _ASKS:
         if asks.search(question) and not needs.search(answer):
             return "wrong_answer_type"

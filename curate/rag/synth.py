@@ -11,9 +11,10 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   - ``writer`` (the default for a base model): the question writer shipped with curate (``curate.llm.writer``, a
     LoRA on the embedded Gemma 3 270M trained to ask what an answer span answers) writes ``writer.candidates``
     questions per unit, many units per forward pass. Units that only announce what follows or are questions
-    themselves, open by pointing outside the chunk or have no verb are skipped (``units_skipped_announces`` /
-    ``_asks`` / ``_dangling`` / ``_verbless``). A candidate must end its line, stand alone
-    (``curate.rag.question_checks.question_problem``), ask what the unit can answer (``answer_type_problem``), not
+    themselves, are a line of a scripted dialogue, open by pointing outside the chunk or have no verb are skipped
+    (``units_skipped_announces`` / ``_asks`` / ``_dialogue`` / ``_dangling`` / ``_verbless``). A candidate must end
+    its line, stand alone (``curate.rag.question_checks.question_problem``), ask what the unit can answer
+    (``answer_type_problem``; a wh-question about an act the unit forbids is ``drops_prohibition``), not
     restate the unit (``restates_unit``) and bring no content word the unit cannot speak to (``adds_context``: "...
     if the animal is a fish?"). The ``writer.scored`` likeliest usable candidates then go through the answer-level
     round trip: the writer's mean token log-probability of the question given its own unit minus the
@@ -32,7 +33,7 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   ``no_answerable_unit`` (the chunk row; detail: skipped spans by reason; ``no_template_question`` with templates
   only), ``generation_error`` (the backend's message as detail), ``malformed_question``, ``not_a_question``,
   ``mentions_source``, ``unresolved_pronoun``, ``copied_example`` (after ``max_retries`` extra attempts; the raw
-  output kept), ``wrong_answer_type``, ``restates_unit``, ``adds_context``, ``not_singled_out``,
+  output kept), ``wrong_answer_type``, ``drops_prohibition``, ``restates_unit``, ``adds_context``, ``not_singled_out``,
   ``duplicate_question`` (repeats a question kept for the same chunk), ``round_trip_failed``,
   ``question_off_unit``.
 - ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
@@ -588,6 +589,12 @@ class SynthQA(Stage):
 
 
 _ANNOUNCES = re.compile(r"\b(?:the following|as follows|listed below|below are)\b|:$", re.IGNORECASE)
+# A line of a scripted conversation, as guidelines print their worked examples: "You: " (the helper's lines), or a
+# speaker (one to three words, not a label such as "Note") and a quote or what they say in the first person ("Woman:
+# I feel terrible!", "Child: We all ran ...").
+_DIALOGUE = re.compile(r"^(?:You: |(?!(?i:note|warning|caution|remember|important|example|tip|key point|step|"
+                       r"source|reference|figure|table)\b)[A-Z][\w’'.-]*(?: [\w’'.-]+){0,2}: +(?:[\"“‘\[]|"
+                       r"(?:\S+ ){0,6}(?:I|I[’']\w+|(?i:my|me|we|our|us))\b))")
 
 
 _DANGLING = re.compile(r"^(?:(?:it|its|this|these|those|they|their|such|he|his|she|her)\b(?! is (?:important|"
@@ -612,11 +619,14 @@ def verbless(text: str) -> bool:
 def unusable(unit: Unit) -> str | None:
     """Why a unit cannot be an answer to the writer's question, or None: ``announces`` (a prose unit that only
     announces what follows, "The following items are minimum safety equipment.": its items are not in it), ``asks``
-    (it is itself a question, as checklists are written) or ``dangling`` (it opens by pointing at what came before
-    it, outside the chunk: "It should extend at least 4 inches ...", "Because of these possible complications, ...")
-    or ``verbless`` (a list item without its lead-in: ``verbless``)."""
+    (it is itself a question, as checklists are written), ``dialogue`` (a line of a scripted conversation, "Child:
+    We all ran outside ...": what someone says in an example, not what the text teaches), ``dangling`` (it opens by
+    pointing at what came before it, outside the chunk: "It should extend at least 4 inches ...", "Because of these
+    possible complications, ...") or ``verbless`` (a list item without its lead-in: ``verbless``)."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
+    if _DIALOGUE.match(unit.text):
+        return "dialogue"
     if _DANGLING.match(unit.text):
         return "dangling"
     if not unit.is_list and verbless(unit.text):
