@@ -204,6 +204,9 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
         "dialogue"
     assert unusable(Unit("You: Hello, my name is __. I’m working with the agency __.", 0)) == "dialogue"
     assert unusable(Unit("Child: We all ran outside when the shaking started.", 0)) == "dialogue"
+    assert unusable(Unit("Where are your parents? Child: We all ran from the village when we heard the gunfire.", 0)) \
+        == "dialogue"
+    assert unusable(Unit("Wife: Yes, please! [You help the wife to contact her sister.]", 0)) == "dialogue"
     assert unusable(Unit("Note: Do not give water to an unconscious casualty.", 0)) is None
     assert unusable(Unit("Burns: you should cool the burn with running water for 20 minutes.", 0)) is None
 

@@ -595,6 +595,11 @@ _ANNOUNCES = re.compile(r"\b(?:the following|as follows|listed below|below are)\
 _DIALOGUE = re.compile(r"^(?:You: |(?!(?i:note|warning|caution|remember|important|example|tip|key point|step|"
                        r"source|reference|figure|table)\b)[A-Z][\w’'.-]*(?: [\w’'.-]+){0,2}: +(?:[\"“‘\[]|"
                        r"(?:\S+ ){0,6}(?:I|I[’']\w+|(?i:my|me|we|our|us))\b))")
+# ... or a turn of one anywhere in the unit, by a person speaking ("Where are your parents? Child: We all ran ...",
+# "Wife: Yes, please!")
+_TURN = re.compile(r"(?:^|(?<=[.!?\]”\"’)]) )(?i:you|(?:young |old |elderly |older )?(?:wo)?man|child|girl|boy|wife|"
+                   r"husband|mother|father|parent|daughter|son|sister|brother|survivor|helper|refugee|neighbou?r|"
+                   r"friend|teacher|volunteer|nurse|doctor|patient|elder|student|aunt|uncle): ")
 
 
 _DANGLING = re.compile(r"^(?:(?:it|its|this|these|those|they|their|such|he|his|she|her)\b(?! is (?:important|"
@@ -625,7 +630,7 @@ def unusable(unit: Unit) -> str | None:
     possible complications, ...") or ``verbless`` (a list item without its lead-in: ``verbless``)."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
-    if _DIALOGUE.match(unit.text):
+    if _DIALOGUE.match(unit.text) or _TURN.search(unit.text):
         return "dialogue"
     if _DANGLING.match(unit.text):
         return "dangling"
