@@ -37,6 +37,10 @@ CASES = {
     "meta_phrase": qa(answer="According to the text, you should press firmly on the wound."),
     "banned_word": qa(answer="Press firmly on the wound with a clean cloth and some Lorem tape."),
     "repetitive": qa(answer="Press on the wound. " * 12 + "Then call for help."),
+    # written by the embedded 270M abstractively from FM 4-25.11 (benchmarks/curation_value.py): it ran on into the
+    # next few-shot block
+    "prompt_leak": qa(answer="Check for open fractures by looking for bleeding. Question: What should be checked after "
+                             "applying a splint? Answer: {"),
 }
 
 
@@ -54,6 +58,16 @@ def test_details_say_what_was_found():
     assert details["meta_phrase"] == "According to the text"
     assert "dangling word 'the'" in details["truncated"]
     assert float(details["repetitive"]) > 0.3
+
+
+def test_prompt_scaffolding_in_an_answer_is_a_leak_unless_switched_off():
+    leaked = qa(answer="Apply pressure to the wound.<end_of_turn>\n<start_of_turn>user\nWhat next?")
+    (reason, detail), = verdicts([leaked])
+    assert reason == "prompt_leak" and "<end_of_turn>" in detail
+    assert verdicts([leaked], {"prompt_leak": False}) == [(None, None)]
+    # the words alone, without a colon, are ordinary text
+    assert verdicts([qa(answer="Answer the casualty's questions calmly and ask the question again if needed.")]) == \
+        [(None, None)]
 
 
 def test_truncation_needs_evidence():

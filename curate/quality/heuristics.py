@@ -7,6 +7,9 @@ answer); rows of other kinds pass untouched. Consumes ``kind``, ``messages``, ``
 Drop reasons (checked in this order; the detail says what was found):
 
 - ``empty_answer``: no assistant turn, or only whitespace.
+- ``prompt_leak``: the answer holds a generator's prompt scaffolding ("Question:", "Answer:", Gemma's turn or BOS/EOS
+  markers): a small model that ran on past its answer into the next few-shot block (with ``prompt_leak: false``, not
+  checked).
 - ``truncated``: the answer ends without terminal punctuation and either ``meta.finish_reason`` is ``length`` (the
   generator hit its token limit) or the last word is a dangling one (lower-case "and", "the", "of", ...) or a
   ``,``/``:``.
@@ -69,6 +72,7 @@ _LATIN = re.compile(r"[A-Za-zÀ-ɏ]")
 _LETTER = re.compile(r"[^\W\d_]")
 _LAST_WORD = re.compile(r"\w+$")
 _OPENING_QUOTE = re.compile(r"[\"“‘']\s*$")
+_PROMPT_MARKER = re.compile(r"\b(?:Question|Answer)\s*:|<(?:start|end)_of_turn>|<(?:bos|eos)>")
 
 
 class Length(StageConfig):
@@ -91,6 +95,7 @@ class HeuristicsConfig(StageConfig):
     english: bool = True
     min_latin_ratio: float = Field(0.8, ge=0, le=1)
     min_stopword_ratio: float = Field(0.12, ge=0, le=1)
+    prompt_leak: bool = True
 
     @field_validator("question", "answer", mode="before")
     @classmethod
@@ -195,6 +200,9 @@ class Heuristics(Filter):
         question, answer = question_answer(row)
         if not answer.strip():
             return "empty_answer", None
+        leak = _PROMPT_MARKER.search(answer) if self.config.prompt_leak else None
+        if leak:
+            return "prompt_leak", answer[max(0, leak.start() - 40):leak.end() + 40]
         cut = truncation(answer, finish_reason(row.get("meta")))
         if cut:
             return "truncated", cut
