@@ -122,7 +122,10 @@ class Reducer(Stage):
         if not getattr(self, "_begun", False):
             self.begin()
             self._begun = True
-        return {**batch, **self.consume(self.sketch(batch))}
+        sketch = self.sketch(batch)
+        if self.surveys:  # one batch on its own is the whole input
+            self.survey([sketch])
+        return {**batch, **self.consume(sketch)}
 
 
 class Filter(Stage):

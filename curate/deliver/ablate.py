@@ -411,10 +411,10 @@ def _versus(reference: dict[int, Path], other: dict[int, Path]) -> dict:
     """``other - reference``: ``compare_runs`` seed by seed (an untrained model's one run against every seed of the
     reference) and the difference pooled over seeds (``curate.evaluate.pooled``)."""
     from curate.evaluate import compare_runs
-    from curate.evaluate.pooled import compare_seeded
+    from curate.evaluate.pooled import against_seeds, compare_seeded
 
-    one = next(iter(other.values())) if len(other) == 1 else None
-    return {"per_seed": {str(s): compare_runs(run, one or other[s]) for s, run in reference.items()},
+    paired = against_seeds(reference, other)
+    return {"per_seed": {str(s): compare_runs(run, paired[s]) for s, run in reference.items()},
             "pooled": compare_seeded(reference, other)}
 
 
@@ -429,12 +429,12 @@ def run_ablation(ablation: Ablation, progress: Progress | None = None) -> dict:
     sets_read = {name: held_out_set(held, ablation.path.parent) for name, held in ablation.held_out.items()}
     rows = {d: _decontaminated(ablation, sets_read, d, stage_fps[d], progress)
             for d in dict.fromkeys(v.rows for v in ablation.variants.values())}
-    empty = [name for name, v in ablation.variants.items() if rows[v.rows][2]["rows_in"] == rows[v.rows][2][
-        "held_out_overlap"]]
+    counts = {name: rows[v.rows][2] for name, v in ablation.variants.items()}
+    empty = [name for name, n in counts.items() if n["rows_in"] == n["held_out_overlap"]]
     if empty:
         raise AblationError("no rows to train on, nothing was trained: " + "; ".join(
-            f"variant {name} ({ablation.variants[name].rows}: {rows[ablation.variants[name].rows][2]['rows_in']} rows"
-            f" before removing held-out overlap)" for name in empty))
+            f"variant {name} ({ablation.variants[name].rows}: {counts[name]['rows_in']} rows before removing held-out "
+            "overlap)" for name in empty))
     exports = {}
     for name, v in ablation.variants.items():
         folder, rows_fp, _ = rows[v.rows]

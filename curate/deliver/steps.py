@@ -158,6 +158,7 @@ def split_pairs(export: Path, rows: Path | None, split: str, n: int) -> list[dic
     import pyarrow.parquet as pq
 
     from curate.io import iter_batches
+    from curate.quality.text import first_question_last_answer
     from curate.stage import rows as as_rows
 
     files = sorted((export / "data").glob(f"{split}-*.parquet"))
@@ -166,12 +167,12 @@ def split_pairs(export: Path, rows: Path | None, split: str, n: int) -> list[dic
     pairs = []
     for i in sorted(ids, key=lambda i: not (found.get(i) or {}).get("citations")):
         row = found.get(i)
-        if row is None or not row.get("messages"):
+        pair = first_question_last_answer(row) if row else None
+        if pair is None:
             continue
+        question, answer = pair
         pages = sorted({c["page"] for c in row.get("citations") or [] if c.get("page")})
         source = row["source"] + (f", p. {', '.join(map(str, pages))}" if pages else "")
-        question = next(m["content"] for m in row["messages"] if m["role"] == "user")
-        answer = next(m["content"] for m in reversed(row["messages"]) if m["role"] == "assistant")
         pairs.append({"question": question, "reference": answer, "source": source})
         if len(pairs) == n:
             break

@@ -421,6 +421,11 @@ def _paired(name: str, pairs: list[tuple[dict, dict]], bootstrap: dict) -> dict 
             "test": stats.mcnemar_exact(a, b) if binary else stats.sign_test(a, b)}
 
 
+def bootstrap_settings(summary: dict) -> dict:
+    """The bootstrap an evaluation was summarised with (resamples, level, seed), to compare it the same way."""
+    return {k: summary["settings"]["bootstrap"][k] for k in ("resamples", "level", "seed")}
+
+
 def compare_runs(a: str | Path, b: str | Path, *, force: bool = False, out: str | Path | None = None) -> dict:
     """Both runs' metrics on their shared items, paired differences and tests; ``SettingsMismatch`` unless equal.
     With ``out``, also written to OUT/comparison.json."""
@@ -434,7 +439,7 @@ def compare_runs(a: str | Path, b: str | Path, *, force: bool = False, out: str 
         raise SettingsMismatch(f"{a} and {b} were not evaluated the same way, so a difference would measure the "
                                f"setup, not the models:\n  " + "\n  ".join(found)
                                + "\nrerun one with the other's settings, or pass --force to compare anyway")
-    bootstrap = {k: sa["settings"]["bootstrap"][k] for k in ("resamples", "level", "seed")}
+    bootstrap = bootstrap_settings(sa)
     paired = {name: _paired(name, pairs, bootstrap) for name in METRICS}
     comparison = {"a": {"run": str(a), "model": sa["model"]}, "b": {"run": str(b), "model": sb["model"]},
             "set": sa["set"]["name"], "n_paired": len(pairs), "differences": found, "forced": bool(found),

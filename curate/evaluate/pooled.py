@@ -10,6 +10,9 @@ folder, used against every seed of the reference) and returns, per metric of ``c
   crossed interval: seeds and items resampled independently, so it covers both the items' spread and the seeds';
 - ``per_seed``: each seed's own paired difference and item-bootstrap interval.
 
+``against_seeds(reference, other)`` is that pairing of seeds: each seed of the reference with the other model's run
+of the same seed, or with its one run.
+
 Folders are paired as ``compare_runs`` pairs them (refused unless made the same way); items are those every folder
 scored (by id); a metric is kept for the items where every folder has a value.
 """
@@ -21,13 +24,28 @@ from pathlib import Path
 import numpy as np
 
 from curate.evaluate import stats
-from curate.evaluate.harness import METRICS, EvalError, SettingsMismatch, differences, read_run
+from curate.evaluate.harness import METRICS, EvalError, SettingsMismatch, bootstrap_settings, differences, read_run
 
 
 def _scores(records: list[dict], ids: list[str], name: str) -> list[float | None]:
     value = METRICS[name][0]
     by_id = {r["id"]: r for r in records}
     return [value(by_id[i]) for i in ids]
+
+
+def _complete(scores: dict) -> list[int]:
+    """The item positions where every run has a score."""
+    n = len(next(iter(scores.values())))
+    return [j for j in range(n) if all(v[j] is not None for v in scores.values())]
+
+
+def against_seeds(reference: dict[int, str | Path], other: dict[int, str | Path]) -> dict[int, str | Path]:
+    """``other``'s run for each seed of ``reference``: an untrained model's one run stands against every seed."""
+    if len(other) == 1:
+        return {s: next(iter(other.values())) for s in reference}
+    if sorted(other) != sorted(reference):
+        raise EvalError(f"seeds differ: reference has {sorted(reference)}, the other model {sorted(other)}")
+    return other
 
 
 def _tables(runs: dict[tuple, tuple[dict, list[dict]]]) -> tuple[list[str], dict[str, dict[tuple, list]]]:
@@ -41,11 +59,11 @@ def _tables(runs: dict[tuple, tuple[dict, list[dict]]]) -> tuple[list[str], dict
 def pooled_metrics(runs: dict[int, str | Path]) -> dict:
     """Per metric: the mean over seeds and items, its crossed interval and the items counted."""
     read = {s: read_run(folder) for s, folder in runs.items()}
-    bootstrap = _bootstrap(next(iter(read.values()))[0])
-    ids, scores = _tables(read)
+    bootstrap = bootstrap_settings(next(iter(read.values()))[0])
+    _, scores = _tables(read)
     out = {}
     for name, by_seed in scores.items():
-        keep = [j for j in range(len(ids)) if all(v[j] is not None for v in by_seed.values())]
+        keep = _complete(by_seed)
         if keep:
             table = np.array([[v[j] for j in keep] for v in by_seed.values()], dtype=float)
             low, high = stats.crossed_bootstrap_ci(table, **bootstrap)
@@ -54,17 +72,10 @@ def pooled_metrics(runs: dict[int, str | Path]) -> dict:
     return out
 
 
-def _bootstrap(summary: dict) -> dict:
-    return {k: summary["settings"]["bootstrap"][k] for k in ("resamples", "level", "seed")}
-
-
 def compare_seeded(reference: dict[int, str | Path], other: dict[int, str | Path]) -> dict:
     """Pooled and per-seed differences ``other - reference`` (see the module docstring)."""
     seeds = sorted(reference)
-    if len(other) == 1:
-        other = {s: next(iter(other.values())) for s in seeds}
-    if sorted(other) != seeds:
-        raise EvalError(f"seeds differ: reference has {seeds}, the other model {sorted(other)}")
+    other = against_seeds(reference, other)
     runs = {(side, s): read_run(folder) for side, folders in (("ref", reference), ("other", other))
             for s, folder in folders.items()}
     summary, records = runs[("ref", seeds[0])]
@@ -74,12 +85,12 @@ def compare_seeded(reference: dict[int, str | Path], other: dict[int, str | Path
         if found:
             raise SettingsMismatch(f"seed {s} of the {side} model was not evaluated like the reference's seed "
                                    f"{seeds[0]}:\n  " + "\n  ".join(found))
-    bootstrap = _bootstrap(summary)
+    bootstrap = bootstrap_settings(summary)
     ids, scores = _tables(runs)
     out = {"seeds": seeds, "n_items": len(ids), "bootstrap": {**bootstrap, "method": "crossed percentile"},
            "metrics": {}}
     for name, by_run in scores.items():
-        keep = [j for j in range(len(ids)) if all(v[j] is not None for v in by_run.values())]
+        keep = _complete(by_run)
         if not keep:
             continue
         ref, oth = (np.array([[by_run[(side, s)][j] for j in keep] for s in seeds], dtype=float)

@@ -38,6 +38,7 @@ from pydantic import Field
 
 from curate.llm import LLMConfig, load_llm
 from curate.llm.chat import gemma_prompt
+from curate.quality.text import first_question_last_answer
 from curate.stage import DROP, DROP_DETAIL, Reducer, StageConfig, rows
 
 TEMPLATE = "Question: {question}\nAnswer:"
@@ -51,12 +52,9 @@ class IFDConfig(StageConfig):
     n_seq: int = Field(32, ge=1)
 
 
-def question_answer(row: dict) -> tuple[str, str] | None:
-    """The row's first user turn and last assistant turn, or None when it lacks either."""
-    messages = row.get("messages") or []
-    question = next((m["content"] for m in messages if m["role"] == "user"), None)
-    answer = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), None)
-    return (question, answer) if question and answer else None
+def ifd_of(nlls: tuple[float, float]) -> float:
+    """IFD from (conditioned NLL, direct NLL)."""
+    return math.exp(nlls[0] - nlls[1])
 
 
 class IFD(Reducer):
@@ -104,7 +102,7 @@ class IFD(Reducer):
                 for k in range(len(pairs))]
 
     def sketch(self, batch: dict[str, list]) -> list[tuple[float, float] | None]:
-        found = [question_answer(r) if r["kind"] in ("qa", "vqa") else None for r in rows(batch)]
+        found = [first_question_last_answer(r) if r["kind"] in ("qa", "vqa") else None for r in rows(batch)]
         todo = [i for i, pair in enumerate(found) if pair is not None]
         scores = dict(zip(todo, self.score([found[i] for i in todo])))
         self.counters["scored"] += sum(1 for v in scores.values() if v is not None)
@@ -118,8 +116,8 @@ class IFD(Reducer):
     def survey(self, sketches: list[list]) -> None:
         """With ``keep_top``: mark, over every batch's scores, the highest-IFD pairs among those ``max_ifd`` keeps."""
         limit = self.config.max_ifd
-        ranked = [(b, i, math.exp(s[0] - s[1])) for b, sketch in enumerate(sketches) for i, s in enumerate(sketch)
-                  if s is not None and (limit is None or math.exp(s[0] - s[1]) < limit)]
+        scored = [(b, i, ifd_of(s)) for b, sketch in enumerate(sketches) for i, s in enumerate(sketch) if s is not None]
+        ranked = [x for x in scored if limit is None or x[2] < limit]
         keep = math.ceil(self.config.keep_top * len(ranked))
         chosen = sorted(ranked, key=lambda x: (-x[2], x[0], x[1]))[:keep]
         self._threshold = chosen[-1][2] if chosen else None
@@ -132,27 +130,17 @@ class IFD(Reducer):
         out = {"ifd": [], "ifd_conditioned_nll": [], "ifd_direct_nll": [], DROP: [], DROP_DETAIL: []}
         for i, s in enumerate(sketch):
             drop = detail = None
+            ifd = None if s is None else ifd_of(s)
             if s is not None:
-                ifd = math.exp(s[0] - s[1])
                 if c.max_ifd is not None and ifd >= c.max_ifd:
                     drop, detail = "ifd_unhelpful", f"IFD {ifd:.4f} >= {c.max_ifd}: conditioned NLL {s[0]:.4f}, " \
                                                     f"direct NLL {s[1]:.4f}"
                 elif top is not None and not top[i]:
                     drop, detail = "ifd_not_top", f"IFD {ifd:.4f} below the top {c.keep_top:.0%} (its last kept " \
                                                   f"pair: {self._threshold:.4f})"
-            out["ifd"].append(None if s is None else math.exp(s[0] - s[1]))
+            out["ifd"].append(ifd)
             out["ifd_conditioned_nll"].append(None if s is None else s[0])
             out["ifd_direct_nll"].append(None if s is None else s[1])
             out[DROP].append(drop)
             out[DROP_DETAIL].append(detail)
         return out
-
-    def process_batch(self, batch: dict[str, list]) -> dict[str, list]:
-        """One batch on its own (``keep_top`` then ranks within it); a pipeline ranks over the whole input."""
-        if not getattr(self, "_begun", False):
-            self.begin()
-            self._begun = True
-        sketch = self.sketch(batch)
-        if self.surveys:
-            self.survey([sketch])
-        return {**batch, **self.consume(sketch)}

@@ -41,6 +41,15 @@ def question_answer(row: dict) -> tuple[str, str]:
     return user, assistant
 
 
+def first_question_last_answer(row: dict) -> tuple[str, str] | None:
+    """A conversation's first user turn and its last assistant turn (the question asked and the answer given last),
+    or None when it lacks either."""
+    messages = row.get("messages") or []
+    question = next((m["content"] for m in messages if m["role"] == "user"), None)
+    answer = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), None)
+    return (question, answer) if question and answer else None
+
+
 def row_text(row: dict, field: Field = "both") -> str:
     """The text of a row that dedup and decontamination compare: ``field`` of a conversation, else ``text`` or
     ``caption``."""
