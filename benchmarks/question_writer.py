@@ -1,12 +1,12 @@
 """The question writer against reference questions it never trained on: ROUGE-L and BLEU-4, writer vs the base model.
 
-    python benchmarks/question_writer.py [--firstaidqa 200] [--medquad 200] [--adapter PATH]
+    python benchmarks/question_writer.py [--firstaidqa 0] [--medquad 200] [--adapter PATH]
 
 Sets (each answer given, the question written greedily, compared with the set's own question):
 
 - ``firstaidqa-held-out``: pairs of the writer's held-out question groups (``writer.json``'s ``held_out_ids``: whole
-  groups of near-duplicate questions were held out before training), ``--firstaidqa`` of them sampled with a fixed
-  seed;
+  groups of near-duplicate questions were held out before training): all of them, or ``--firstaidqa`` sampled with
+  a fixed seed;
 - ``medquad-cdc``: MedQuAD's CDC collection (``../shared/realdata/qa/medquad/9_CDC_QA``, never trained on), answers
   cut to their first 60 words (the writer asks about spans, not pages), ``--medquad`` pairs sampled.
 
@@ -38,7 +38,7 @@ def firstaidqa_held_out(info: dict, n: int) -> list[dict]:
     recipe = load_writer_recipe(REPO / "finetune" / "question-writer.yaml")
     held = set(info["held_out_ids"])
     pairs = [p for source in recipe.sources for p in read_pairs(source) if p["id"] in held]
-    return random.Random(0).sample(pairs, min(n, len(pairs)))
+    return random.Random(0).sample(pairs, n) if 0 < n < len(pairs) else pairs
 
 
 def medquad(n: int) -> list[dict]:
@@ -59,7 +59,7 @@ def bleu4(written: list[str], references: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--firstaidqa", type=int, default=200)
+    parser.add_argument("--firstaidqa", type=int, default=0, help="held-out pairs to sample (0: all)")
     parser.add_argument("--medquad", type=int, default=200)
     parser.add_argument("--adapter", help="an adapter.gguf (default: the shipped one)")
     args = parser.parse_args()

@@ -2,7 +2,7 @@
 default filters, in one run.
 
     python benchmarks/synth_yield.py [--docs fm:100-140:40,who:10-40:30,wash:1-2:0] [--modes writer,templates]
-                                     [--audit 40] [--out runs/bench-synth-yield]
+                                     [--audit 40] [--out runs/bench-synth-yield] [--writer '{"min_margin": 1}']
 
 Documents (``../shared/realdata/pdf``; ``key:pages:chunks``, 0 chunks = every chunk of the pages):
 
@@ -21,7 +21,8 @@ as in a run) and the filters.
 Printed per document and mode: chunks, pairs out of synthesis, kept pairs after the filters, kept per chunk, kept
 pairs per minute of synthesis + filter time, generated tokens per second; drops by stage and reason. Writes
 OUT/audit-<mode>-<doc>.jsonl: ``--audit`` kept pairs sampled at random (fixed seed), each with its question, answer,
-cited chunk text and pages and an empty ``verdict`` for a person to fill in.
+cited chunk text and pages and an empty ``verdict`` for a person to fill in (``benchmarks/synth_labels.py`` reads
+them back).
 """
 
 from __future__ import annotations
@@ -91,9 +92,11 @@ def prepare(out: Path, docs: dict[str, tuple[range, int]]) -> tuple[Path, dict[s
     return out / "index", inputs
 
 
-def run_mode(mode: str, index: Path, source: Path, root: Path) -> dict:
-    """synth_qa in ``mode`` then the default filters; the stage stats, timings and kept rows."""
-    synth = stage_class("synth_qa")({**MODES[mode], "index": str((index / "chroma").resolve())})
+def run_mode(mode: str, index: Path, source: Path, root: Path, writer: dict | None = None) -> dict:
+    """synth_qa in ``mode`` (``writer``: settings of its question writer) then the default filters; the stage
+    stats, timings and kept rows."""
+    synth = stage_class("synth_qa")({**MODES[mode], "index": str((index / "chroma").resolve()),
+                                     **({"writer": writer} if writer else {})})
     steps = [StageStep("01-synth_qa", synth, batch_size=8)]
     steps += [StageStep(f"{i:02d}-{name}", stage_class(name)({}), 64) for i, name in enumerate(FILTERS, 2)]
     if root.exists():
@@ -138,6 +141,8 @@ def main() -> None:
     parser.add_argument("--modes", default="writer,templates")
     parser.add_argument("--audit", type=int, default=40)
     parser.add_argument("--out", default="runs/bench-synth-yield")
+    parser.add_argument("--writer", type=json.loads, default=None,
+                        help='settings of synth_qa\'s question writer, as JSON: \'{"adapter": "DIR", "min_margin": 1}\'')
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +152,7 @@ def main() -> None:
     for mode in args.modes.split(","):
         for doc, source in inputs.items():
             n_chunks = len(read(source))
-            result = run_mode(mode, index, source, out / f"{mode}-{doc}")
+            result = run_mode(mode, index, source, out / f"{mode}-{doc}", args.writer)
             audit(result, index, args.audit, out / f"audit-{mode}-{doc}.jsonl")
             rows.append(report(doc, mode, result, n_chunks))
             print(json.dumps(rows[-1]), flush=True)

@@ -207,6 +207,11 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
     assert unusable(Unit("Where are your parents? Child: We all ran from the village when we heard the gunfire.", 0)) \
         == "dialogue"
     assert unusable(Unit("Wife: Yes, please! [You help the wife to contact her sister.]", 0)) == "dialogue"
+    # FM 4-25.11 p. 83: "this" is what the page before it said (take off rings, bracelets ...)
+    assert unusable(Unit("Tell the casualty you are doing this because if the jewelry is not removed and swelling "
+                         "occurs later, he may not be able to get it off and further bodily injury could result.", 0)) \
+        == "dangling"
+    assert unusable(Unit("Doing this procedure early reduces swelling of the injured limb.", 0)) is None
     assert unusable(Unit("Note: Do not give water to an unconscious casualty.", 0)) is None
     assert unusable(Unit("Burns: you should cool the burn with running water for 20 minutes.", 0)) is None
 
@@ -229,3 +234,29 @@ def test_a_question_about_a_forbidden_act_as_if_it_were_to_be_done_is_refused():
     # "never" that describes rather than forbids
     assert answer_type_problem("What happens to brain cells once they die?",
                                "Once these cells die, they are lost forever since they never regenerate.") is None
+
+
+def test_a_question_that_negates_what_its_unit_states_is_refused():
+    # written by the shipped writer for an FM 4-25.11 unit (synth_yield, pp. 60-100): the condition is inverted
+    deformity = "With the presence of an obvious deformity, do not make the casualty move extremity."
+    assert answer_type_problem("What should you do if the casualty has a deformity that is not obvious?",
+                               deformity) == "inverts_condition"
+    # the unit negates the word itself, or says it stops: the question asks about what the unit says
+    assert answer_type_problem("Why should you not encourage the casualty to move the injured part?",
+                               "Do not encourage the casualty to move the injured part in order to identify a "
+                               "fracture since such movement could cause further damage.") is None
+    assert answer_type_problem("How can you control bleeding without a tourniquet?",
+                               "If a tourniquet is not available, apply direct pressure over the wound.") is None
+    assert answer_type_problem("What should you do if the casualty is not breathing?",
+                               "If breathing stops, begin rescue breathing at once.") is None
+
+
+def test_a_question_for_kinds_needs_an_answer_that_names_them():
+    fractures = ("Fractures can cause total disability or in some cases death by severing vital organs and/or "
+                 "arteries.")
+    assert answer_type_problem("What are the different types of fractures that can cause total disability?",
+                               fractures) == "wrong_answer_type"
+    eyes = "Chemical burns, thermal (heat) burns, and light burns can affect the eyes."
+    assert answer_type_problem("What are the different types of burns that can affect the eyes?", eyes) is None
+    assert answer_type_problem("What are the four types of burns?", "There are four types of burns: thermal burns; "
+                               "electrical burns; chemical burns; and laser burns.") is None

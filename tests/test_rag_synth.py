@@ -35,7 +35,7 @@ REASONS = {"insufficient_context", "no_citation", "copied_example", "malformed_q
 EXTRACTIVE_REASONS = {"no_answerable_unit", "malformed_question", "not_a_question", "mentions_source",
                       "unresolved_pronoun", "copied_example", "duplicate_question", "round_trip_failed",
                       "question_off_unit", "wrong_answer_type", "no_template_question", "restates_unit",
-                      "not_singled_out", "adds_context", "drops_prohibition"}
+                      "not_singled_out", "adds_context", "drops_prohibition", "inverts_condition"}
 
 
 def read(folder: Path) -> list[dict]:

@@ -189,3 +189,15 @@ def test_the_procedure_list_of_present_passive_and_causes_templates_on_real_fm_u
                                                                  "present_passive")
     assert asked(114, "Heat exhaustion is caused by") == ("What causes heat exhaustion?", "causes")
     assert asked(124, "Symptoms of snow blindness are") == ("What are the symptoms of snow blindness?", "list_of")
+
+
+def test_a_span_whose_content_is_in_figures_is_a_reference_and_figure_phrases_are_removed(fm_pages):
+    page = next(text for text in fm_pages.values() if "Figures 4-9 through 4-17" in text)
+    units = texts(page)
+    assert not any("Figures 4-9" in u for u in units)
+    assert answerable_units("Figures 4-9 through 4-17 show how to apply slings, splints, and cravats (swathes) to "
+                            "immobilize and support fractures.")[1]["reference"] == 1
+    knee = "To apply a cravat bandage to the knee as illustrated in Figure 3-39, use the same technique applied in " \
+           "bandaging the elbow."
+    assert texts(knee) == ["To apply a cravat bandage to the knee, use the same technique applied in bandaging the "
+                           "elbow."]

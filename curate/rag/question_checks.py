@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.quality.text import STOPWORDS, content_stems
+from curate.quality.text import STOPWORDS, content_stems, stem
 from curate.rag.units import IMPERATIVES, Unit, strip_references
 
 QUESTION_STARTS = frozenset("""what when where why how which who whom whose should can could is are was were do does
@@ -83,6 +83,8 @@ _ASKS = (  # (question opening, what the answer must contain for the question to
     (re.compile(r"^what (?:are|is) (?:the |some )?(?:common |main |early |first )?(?:signs?|symptoms?)\b", re.I),
      re.compile(r"\b(?:signs?|symptoms?|include\w*|such as|appear\w*|feel\w*|look\w*|pain\w*|swell\w*|"
                 r"red\w*|pale|sweat\w*|nause\w*|vomit\w*|dizz\w*|confus\w*|loss of|unconscious\w*)\b|:", re.I)),
+    (re.compile(r"^what (?:are|is) (?:the |some )?(?:\w+ )?(?:types?|kinds?|forms?|classes|categories) of\b", re.I),
+     re.compile(r"\b(?:types?|kinds?|forms?|classes|categories|classified|include\w*|such as|either)\b|[:;]|,[^,]+,", re.I)),
     (re.compile(r"\bdiffer(?:ence|ences|ent from)?\b", re.I),
      re.compile(r"\b(?:unlike|whereas|while|but|than|differ\w*|however|rather|instead|only|either|or|both|same|"
                 r"compared)\b", re.I)),
@@ -128,16 +130,62 @@ def drops_prohibition(question: str, answer: str) -> bool:
     return False
 
 
+_NEGATOR = frozenset("not no never without cannot nor none neither".split())
+_STOPS = frozenset("stop stops stopped absent absence lack lacks lacking unable fail fails failed".split())
+_CLAUSE_TOKEN = re.compile(r"[a-z0-9]+(?:[’'][a-z]+)?|[,.;:!?()]")
+_PUNCTUATION = frozenset(",.;:!?()")
+
+
+def _negated(token: str) -> bool:
+    return token in _NEGATOR or token.endswith(("n't", "n’t"))
+
+
+def inverts_condition(question: str, answer: str) -> bool:
+    """True when the question negates what its answer states without negation: a content word right after the
+    question's "not"/"no"/"without" ("... a deformity that is not obvious?") appears in the answer, and nowhere in
+    the answer is it negated within its clause ("With the presence of an obvious deformity, do not make ..."): the
+    pair would ask about the opposite condition. A word the answer negates itself ("Do not encourage ...", "If a
+    tourniquet is not available", "breathing stops") passes."""
+    q = _CLAUSE_TOKEN.findall(question.lower())
+    a = _CLAUSE_TOKEN.findall(answer.lower())
+    for k, token in enumerate(q):
+        if not _negated(token):
+            continue
+        for target in q[k + 1:k + 4]:
+            if not target.isalnum() or target in STOPWORDS or _negated(target):
+                continue
+            where = [j for j, w in enumerate(a) if stem(w) == stem(target)]
+            if where and not any(_negated_in_clause(a, j) for j in where):
+                return True
+            break
+    return False
+
+
+def _negated_in_clause(tokens: list[str], j: int) -> bool:
+    """True when a negator or a verb of stopping stands within four words of ``tokens[j]`` on either side, inside
+    its clause (punctuation ends the window)."""
+    for step in (-1, 1):
+        for k in range(j + step, j + 5 * step, step):
+            if not 0 <= k < len(tokens) or tokens[k] in _PUNCTUATION:
+                break
+            if _negated(tokens[k]) or tokens[k] in _STOPS:
+                return True
+    return False
+
+
 def answer_type_problem(question: str, answer: str) -> str | None:
     """``wrong_answer_type`` when the question asks for something the answer cannot give: "How often" with no
     frequency in it, "How long/many/far" with no quantity, "Why"/"What is the purpose" with no reason or purpose,
-    "When" with no condition or time, "What are the signs of ..." with no sign in it, "What is the difference ..."
-    with no contrast, "What should you do ..." with no action in it (``tells_action``), "What is X?" when the answer
+    "When" with no condition or time, "What are the signs of ..." with no sign in it, "What are the types of ..."
+    with no kinds named or listed, "What is the difference ..." with no contrast, "What should you do ..." with no action in it (``tells_action``), "What is X?" when the answer
     does not open by saying what X is; ``drops_prohibition`` when the answer forbids what the question asks about
-    as if it were to be done (``drops_prohibition``); else None.
+    as if it were to be done (``drops_prohibition``); ``inverts_condition`` when the question negates what the
+    answer states (``inverts_condition``); else None.
     "What is the purpose/best way/first step ... of X?" asks about X, not what X is: its own rule judges it."""
     if drops_prohibition(question, answer):
         return "drops_prohibition"
+    if inverts_condition(question, answer):
+        return "inverts_condition"
     for asks, needs in _ASKS:
         if asks.search(question) and not needs.search(answer):
             return "wrong_answer_type"

@@ -14,7 +14,8 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
     themselves, are a line of a scripted dialogue, open by pointing outside the chunk or have no verb are skipped
     (``units_skipped_announces`` / ``_asks`` / ``_dialogue`` / ``_dangling`` / ``_verbless``). A candidate must end
     its line, stand alone (``curate.rag.question_checks.question_problem``), ask what the unit can answer
-    (``answer_type_problem``; a wh-question about an act the unit forbids is ``drops_prohibition``), not
+    (``answer_type_problem``; a wh-question about an act the unit forbids is ``drops_prohibition``, one that
+    negates what the unit states ``inverts_condition``), not
     restate the unit (``restates_unit``) and bring no content word the unit cannot speak to (``adds_context``: "...
     if the animal is a fish?"). The ``writer.scored`` likeliest usable candidates then go through the answer-level
     round trip: the writer's mean token log-probability of the question given its own unit minus the
@@ -33,7 +34,7 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   ``no_answerable_unit`` (the chunk row; detail: skipped spans by reason; ``no_template_question`` with templates
   only), ``generation_error`` (the backend's message as detail), ``malformed_question``, ``not_a_question``,
   ``mentions_source``, ``unresolved_pronoun``, ``copied_example`` (after ``max_retries`` extra attempts; the raw
-  output kept), ``wrong_answer_type``, ``drops_prohibition``, ``restates_unit``, ``adds_context``, ``not_singled_out``,
+  output kept), ``wrong_answer_type``, ``drops_prohibition``, ``inverts_condition``, ``restates_unit``, ``adds_context``, ``not_singled_out``,
   ``duplicate_question`` (repeats a question kept for the same chunk), ``round_trip_failed``,
   ``question_off_unit``.
 - ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
@@ -458,18 +459,15 @@ class SynthQA(Stage):
             others = sorted((j for j in range(n_units) if j != i),
                             key=lambda j: -float(np.dot(qv, u_vectors[first[p] + j])))[:w.rivals]
             x["rivals"] = others
-            for j in [i, *others]:
+            for j in others:
                 items.append((first[p] + j, x["written"]))
-                where.append((x, j == i))
-        own: dict[int, float] = {}
+                where.append(x)
         rival: dict[int, float] = {}
-        for (x, mine), value in zip(where, self.writer.loglik(texts, items)):
-            if mine:
-                own[id(x)] = value
-            else:
-                rival[id(x)] = max(rival.get(id(x), -np.inf), value)
-        for x, _ in where:
-            x["own"], x["margin"] = round(own[id(x)], 4), own[id(x)] - rival[id(x)]
+        for x, value in zip(where, self.writer.loglik(texts, items)):
+            rival[id(x)] = max(rival.get(id(x), -np.inf), value)
+        for x in where:  # given its own unit, a candidate's score is the one it was written with
+            own = x["written"].mean_logprob
+            x["own"], x["margin"] = round(own, 4), own - rival[id(x)]
 
     def _units(self, chunk: dict, writer: bool = False) -> tuple[list[Unit], Counter]:
         """The chunk's answerable units and the skipped spans by reason, counted as ``units_skipped_*``; for the
@@ -607,6 +605,11 @@ _DANGLING = re.compile(r"^(?:(?:it|its|this|these|those|they|their|such|he|his|s
                        r"(?:this|these|those|that|such)\b|(?:or|and|but|also|however|otherwise|then)\b)", re.IGNORECASE)
 
 
+# ... or does what the text before it described ("Tell the casualty you are doing this because ...")
+_DOES_THIS = re.compile(r"\b(?:doing|do|does|did|done) (?:this|that|so)(?=\s*(?:because|before|after|when|so|to|"
+                        r"[,.;]))", re.IGNORECASE)
+
+
 _FINITE = re.compile(r"\b(?:is|are|was|were|be|can|could|will|would|should|must|may|might|does|do|did|helps?|saves?|"
                      r"means|allows?|makes?|requires?|reduces?|prevents?|causes?|includes?|involves?|gives?)\b",
                      re.IGNORECASE)
@@ -627,12 +630,13 @@ def unusable(unit: Unit) -> str | None:
     (it is itself a question, as checklists are written), ``dialogue`` (a line of a scripted conversation, "Child:
     We all ran outside ...": what someone says in an example, not what the text teaches), ``dangling`` (it opens by
     pointing at what came before it, outside the chunk: "It should extend at least 4 inches ...", "Because of these
-    possible complications, ...") or ``verbless`` (a list item without its lead-in: ``verbless``)."""
+    possible complications, ...", or does what was described there: "Tell the casualty you are doing this because
+    ...") or ``verbless`` (a list item without its lead-in: ``verbless``)."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
     if _DIALOGUE.match(unit.text) or _TURN.search(unit.text):
         return "dialogue"
-    if _DANGLING.match(unit.text):
+    if _DANGLING.match(unit.text) or _DOES_THIS.search(unit.text):
         return "dangling"
     if not unit.is_list and verbless(unit.text):
         return "verbless"
