@@ -142,7 +142,8 @@ def main() -> None:
     parser.add_argument("--audit", type=int, default=40)
     parser.add_argument("--out", default="runs/bench-synth-yield")
     parser.add_argument("--writer", type=json.loads, default=None,
-                        help='settings of synth_qa\'s question writer, as JSON: \'{"adapter": "DIR", "min_margin": 1}\'')
+                        help="settings of synth_qa's question writer, as JSON: "
+                             '\'{"adapter": "DIR", "min_margin": 1}\'')
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,8 @@ _ASKS = (  # (question opening, what the answer must contain for the question to
      re.compile(r"\b(?:signs?|symptoms?|include\w*|such as|appear\w*|feel\w*|look\w*|pain\w*|swell\w*|"
                 r"red\w*|pale|sweat\w*|nause\w*|vomit\w*|dizz\w*|confus\w*|loss of|unconscious\w*)\b|:", re.I)),
     (re.compile(r"^what (?:are|is) (?:the |some )?(?:\w+ )?(?:types?|kinds?|forms?|classes|categories) of\b", re.I),
-     re.compile(r"\b(?:types?|kinds?|forms?|classes|categories|classified|include\w*|such as|either)\b|[:;]|,[^,]+,", re.I)),
+     re.compile(r"\b(?:types?|kinds?|forms?|classes|categories|classified|include\w*|such as|either)\b|[:;]|"
+                r",[^,]+,", re.I)),
     (re.compile(r"\bdiffer(?:ence|ences|ent from)?\b", re.I),
      re.compile(r"\b(?:unlike|whereas|while|but|than|differ\w*|however|rather|instead|only|either|or|both|same|"
                 r"compared)\b", re.I)),
@@ -177,8 +178,8 @@ def answer_type_problem(question: str, answer: str) -> str | None:
     """``wrong_answer_type`` when the question asks for something the answer cannot give: "How often" with no
     frequency in it, "How long/many/far" with no quantity, "Why"/"What is the purpose" with no reason or purpose,
     "When" with no condition or time, "What are the signs of ..." with no sign in it, "What are the types of ..."
-    with no kinds named or listed, "What is the difference ..." with no contrast, "What should you do ..." with no action in it (``tells_action``), "What is X?" when the answer
-    does not open by saying what X is; ``drops_prohibition`` when the answer forbids what the question asks about
+    with no kinds named or listed, "What is the difference ..." with no contrast, "What should you do ..." with no
+    action in it (``tells_action``), "What is X?" when the answer does not open by saying what X is; ``drops_prohibition`` when the answer forbids what the question asks about
     as if it were to be done (``drops_prohibition``); ``inverts_condition`` when the question negates what the
     answer states (``inverts_condition``); else None.
     "What is the purpose/best way/first step ... of X?" asks about X, not what X is: its own rule judges it."""

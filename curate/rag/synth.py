@@ -34,9 +34,9 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   ``no_answerable_unit`` (the chunk row; detail: skipped spans by reason; ``no_template_question`` with templates
   only), ``generation_error`` (the backend's message as detail), ``malformed_question``, ``not_a_question``,
   ``mentions_source``, ``unresolved_pronoun``, ``copied_example`` (after ``max_retries`` extra attempts; the raw
-  output kept), ``wrong_answer_type``, ``drops_prohibition``, ``inverts_condition``, ``restates_unit``, ``adds_context``, ``not_singled_out``,
-  ``duplicate_question`` (repeats a question kept for the same chunk), ``round_trip_failed``,
-  ``question_off_unit``.
+  output kept), ``wrong_answer_type``, ``drops_prohibition``, ``inverts_condition``, ``restates_unit``,
+  ``adds_context``, ``not_singled_out``, ``duplicate_question`` (repeats a question kept for the same chunk),
+  ``round_trip_failed``, ``question_off_unit``.
 - ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
   ``questions_per_chunk`` questions per chunk; the ``top_k`` nearest chunks are retrieved *by each question*; the LLM
   answers from those passages only and cites them by number. Drop reasons: ``generation_error``,

@@ -14,8 +14,8 @@ A unit is one of:
 
 Text is lightly normalised for reading (the PDF connector has already mended hyphenation and dropped running
 headers): soft line breaks joined; figure and table references ("(Figure 3-2)", "(see Figure 4-1)", "(refer to
-paragraph 2-16)", a bare "Figure 3-5.", "as illustrated in Figure 3-39") and section labels ("2-20.", "(3)", "a.", also where the PDF leaves them at a
-sentence's end or start) removed; a run-in heading ("Improvising a Tourniquet . In the absence ...", "Signs and
+paragraph 2-16)", a bare "Figure 3-5.", "as illustrated in Figure 3-39") and section labels ("2-20.", "(3)", "a.",
+also where the PDF leaves them at a sentence's end or start) removed; a run-in heading ("Improvising a Tourniquet . In the absence ...", "Signs and
 symptoms. ...") removed, but never an opening sentence ("Dressings are sterile pads ...", "Start cooling casualty
 immediately."); a "NOTE"/"CAUTION"/"WARNING" prefix removed; shouted words in sentence case ("DO NOT REMOVE" ->
 "Do not remove", "all of HIS" -> "his"), acronyms ("CPR", "MTF", "MARK I") kept. Abbreviations ("e.g.", "i.e.",
@@ -26,7 +26,8 @@ immediately."); a "NOTE"/"CAUTION"/"WARNING" prefix removed; shouted words in se
 - ``furniture``: page labels ("1-11"), running titles ("FM 4-25.11/NTRP ..."), figure and table captions;
 - ``contents``: table-of-contents lines (dot leaders or a trailing page number);
 - ``reference``: a span that only points elsewhere ("Refer to Chapter 4 ...", "See paragraph 2-18", "Figures 4-9
-  through 4-17 show how to apply slings ...") or cites a work (a web address, "Available at", "WHO (2017) Guidelines ...");
+  through 4-17 show how to apply slings ...") or cites a work (a web address, "Available at", "WHO (2017)
+  Guidelines ...");
 - ``exercise``: instructions to a reader doing an exercise ("Answer the following questions ...");
 - ``fragment``: a span cut by the chunk window (starts in lower case or ends without final punctuation; a list whose
   last item is the chunk's last line and has no final punctuation, or is a bare label such as "c.");
@@ -79,13 +80,13 @@ _FIGURE_REF = re.compile(  # "(Figure 3- 31A)", "(refer to paragraph 2-16 to 2-1
     r"\s*\((?:see |refer to |as shown in )?(?:figures?|figs?\.|tables?|paragraphs?|para\.|chapters?|appendix|annex)"
     r"\s+[A-Z0-9][^()]*\)|(?:(?<=[.!?])\s+|^)(?:figure|fig\.|table)\s+[A-Z]?[\d-]+[A-Z]?\.(?=\s+[A-Z]|\s*$)",
     re.IGNORECASE)
-_FIGURE_PHRASE = re.compile(  # "... to the knee as illustrated in Figure 3-39, use ...", "(shown in Table 2)"
-    r",?\s+(?:as )?(?:illustrated|shown|depicted|pictured|described) in (?:figures?|tables?) [A-Z]?\d[\w-]*"
-    r"(?:\s*(?:through|to|and|-)\s*[A-Z]?\d[\w-]*)?(?=[,.;:])", re.IGNORECASE)
+_FIGURE_NUMBERS = r"[A-Z]?\d[\w-]*(?:\s*(?:through|to|and|-)\s*[A-Z]?\d[\w-]*)?"  # "3-39", "4-9 through 4-17"
+_FIGURE_PHRASE = re.compile(  # "... to the knee as illustrated in Figure 3-39, use ...", "..., shown in Table 2, ..."
+    rf",?\s+(?:as )?(?:illustrated|shown|depicted|pictured|described) in (?:figures?|tables?) {_FIGURE_NUMBERS}"
+    r"(?=[,.;:])", re.IGNORECASE)
 _FIGURE_SUBJECT = re.compile(  # "Figures 4-9 through 4-17 show how to apply slings ...": the content is in the figures
-    r"^(?:the )?(?:figures?|tables?|illustrations?|diagrams?) (?:[A-Z]?\d[\w-]*(?:\s*(?:through|to|and|-)\s*"
-    r"[A-Z]?\d[\w-]*)? )?(?:below |above )?(?:shows?|illustrates?|depicts?|lists?|gives?|summari[sz]es?|provides?|"
-    r"presents?|contains?)\b", re.IGNORECASE)
+    rf"^(?:the )?(?:figures?|tables?|illustrations?|diagrams?) (?:{_FIGURE_NUMBERS} )?(?:below |above )?"
+    r"(?:shows?|illustrates?|depicts?|lists?|gives?|summari[sz]es?|provides?|presents?|contains?)\b", re.IGNORECASE)
 _RUN_IN = re.compile(r"^(?P<head>[A-Z][\w’' ,/-]{0,60}?)(?P<space> ?)\.\s{1,2}(?=[\"“(]?[A-Z])")
 _BARE_RUN_IN = re.compile(r"^(?P<head>[A-Z][\w’'-]*(?: [a-z][\w’'-]*){0,5}) (?P<next>[A-Z][a-z’']*)\b")
 _OPENERS = frozenset("a an the if when before after do don't don’t never always once while most some any every each "
