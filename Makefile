@@ -46,7 +46,7 @@ demo: install system
 test: install system
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# Rebuild the question writer shipped in curate/llm/question_writer (about 35 minutes on 2 cores: 30 of training, then the held-out scoring; see its README).
+# Rebuild the question writer shipped in curate/llm/question_writer (about 30 minutes on 2 cores: 23-26 of training, then the held-out scoring; see its README).
 writer: install
 	$(BIN)/curate writer train finetune/question-writer.yaml --out curate/llm/question_writer
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from curate.llm.writer import ADAPTER_DIR, QuestionWriter, WriterError, adapter_path, continuation, prompt
-from curate.rag.question_checks import answer_type_problem, question_problem
-from curate.rag.synth import restates
+from curate.rag.question_checks import answer_type_problem, question_problem, restates, written_question_problem
 from curate.train.writer import (GGUF_NAMES, load_writer_recipe, select_pairs, tokenized, write_gguf_adapter)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +27,8 @@ def test_training_pairs_hold_out_whole_question_groups_and_skip_evaluation_text(
     recipe = load_writer_recipe(RECIPE)
     pairs = select_pairs(recipe)
     c = pairs.counts
-    assert c["pairs"] == 5550 and c["train"] + c["held_out"] + sum(c["contaminated"].values()) == c["pairs"]
+    failed = sum(c.get("failed_checks", {}).values())
+    assert c["pairs"] == 5550 and c["train"] + c["held_out"] + sum(c["contaminated"].values()) + failed == c["pairs"]
     assert 0.05 < c["held_out"] / c["pairs"] < 0.15 and c["contaminated"].get("firstaidqa-eval-40", 0) >= 1
     train_questions = {p["question"].lower() for p in pairs.train}
     assert not train_questions & {p["question"].lower() for p in pairs.held_out}  # exact repeats share a group
@@ -39,6 +39,18 @@ def test_training_pairs_hold_out_whole_question_groups_and_skip_evaluation_text(
         w = words(p["question"] + " " + p["answer"])
         assert not any(" ".join(w[i:i + 8]) in eight for i in range(len(w) - 7)), p["id"]
     assert pairs.sources[0]["license"] == "cc-by-4.0" and len(pairs.sources[0]["sha256"]) == 64
+
+
+def test_the_writer_trains_only_on_questions_that_pass_synth_qa_checks_against_their_answer(realdata):
+    recipe = load_writer_recipe(RECIPE)
+    assert recipe.checked_pairs_only
+    checked = select_pairs(recipe)
+    every = select_pairs(recipe.model_copy(update={"checked_pairs_only": False}))
+    failed = checked.counts["failed_checks"]
+    assert len(every.train) - len(checked.train) == sum(failed.values()) > 0
+    assert max(failed, key=failed.get) == "adds_context"  # FirstAidQA's questions often bring their own scenario
+    assert all(written_question_problem(p["question"], p["answer"]) is None for p in checked.train)
+    assert checked.held_out == every.held_out  # the held-out pairs stay whole: they are scored against all of them
 
 
 def test_a_source_file_that_differs_from_its_pin_is_refused(realdata):
@@ -186,6 +198,31 @@ def test_written_questions_that_add_context_or_miss_the_answer_type_are_refused(
     assert question_problem("What should you do if a casualty says he is cold?", ()) is None
 
 
+def test_a_question_for_a_way_answered_only_by_the_act_is_refused():
+    from curate.rag.question_checks import asks_way_told
+
+    for question, answer in (
+            ("How can I keep children and their caregivers together when they are separated?",
+             "Keep children and their caregivers together, and try not to let them get separated."),
+            ("How do you open a casualty’s field jacket and shirt?",
+             "Open the casualty’s field jacket and shirt. In a chemical environment, do not loosen or remove the "
+             "clothing and protective overgarments."),
+            ("What is the best way to encourage people to use their own positive coping strategies?",
+             "Encourage people to use their own positive coping strategies, while avoiding negative strategies."),
+            ("How can you ensure you eat and drink as regularly as possible?", "Eat as regularly as possible and "
+                                                                                "drink water.")):
+        assert asks_way_told(question, answer) and answer_type_problem(question, answer) == "wrong_answer_type"
+    # the answer says how: a manner, a means, or what to do is not the act asked about
+    assert not asks_way_told("What is the best way to listen to a person who has spiritual beliefs or questions?",
+                             "Listen respectfully, and without judgment, to spiritual beliefs or questions the person "
+                             "may have.")
+    assert not asks_way_told("How should I clean the area after a tick bite?",
+                             "After a tick bite, clean the area thoroughly with soap and water to remove any bacteria.")
+    assert not asks_way_told("How can you help people feel calm?", "Listen to people, and help them to feel calm.")
+    assert not asks_way_told("How do you recognize bleeding in the digestive tract?",
+                             "Bleeding in the digestive tract is indicated by vomiting blood.")
+
+
 def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
     from curate.rag.synth import unusable
     from curate.rag.units import Unit
@@ -212,6 +249,15 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
                          "occurs later, he may not be able to get it off and further bodily injury could result.", 0)) \
         == "dangling"
     assert unusable(Unit("Doing this procedure early reduces swelling of the injured limb.", 0)) is None
+    assert unusable(Unit("AR 310-50. Authorized Abbreviations and Brevity Codes.", 0)) == "reference"
+    assert unusable(Unit("TB MED 81. Cold Injury. NAVMED P-5052-29; AFP 161-11.", 0)) == "reference"
+    assert unusable(Unit("Illustrations by Julie Smith (PD Consulting). Artwork by Adrian Soriano (WVI).", 0)) == \
+        "reference"
+    assert unusable(Unit("Use the Heimlich maneuver for a choking adult.", 0)) is None
+    assert unusable(Unit("If the casualty is breathing, proceed to step (3).", 0)) == "dangling"
+    assert unusable(Unit("The objective is to keep wounds clean and free of these organisms.", 0)) == "dangling"
+    assert unusable(Unit("Splints may be improvised from such items as boards, poles, sticks or cardboard.", 0)) is None
+    assert unusable(Unit("Signs include pain and swelling. These signs may appear within minutes.", 0)) is None
     assert unusable(Unit("Note: Do not give water to an unconscious casualty.", 0)) is None
     assert unusable(Unit("Burns: you should cool the burn with running water for 20 minutes.", 0)) is None
 

@@ -21,7 +21,8 @@ from curate.io import read_jsonl, write_parquet
 from curate.orchestrate import index_folder, synth_folder
 from curate.rag.index import ChunkIndex
 from curate.rag.question_checks import QUESTION_STARTS, round_trip
-from curate.rag.synth import Failed, SynthQA, parse_answer, parse_questions, parse_unit_question
+from curate.rag.synth import (Failed, SynthQA, WriterConfig, parse_answer, parse_questions,
+                              parse_unit_question)
 from curate.rag.templates import TEMPLATES
 from curate.rag.units import answerable_units
 from curate.schema import ARROW_SCHEMA
@@ -35,7 +36,8 @@ REASONS = {"insufficient_context", "no_citation", "copied_example", "malformed_q
 EXTRACTIVE_REASONS = {"no_answerable_unit", "malformed_question", "not_a_question", "mentions_source",
                       "unresolved_pronoun", "copied_example", "duplicate_question", "round_trip_failed",
                       "question_off_unit", "wrong_answer_type", "no_template_question", "restates_unit",
-                      "not_singled_out", "adds_context", "drops_prohibition", "inverts_condition"}
+                      "not_singled_out", "adds_context", "drops_prohibition", "inverts_condition",
+                      "low_confidence"}
 
 
 def read(folder: Path) -> list[dict]:
@@ -195,7 +197,7 @@ def written(index_dir):
 
 def test_writer_questions_pass_every_check_and_single_out_their_unit(written, index_dir):
     from curate.rag.question_checks import answer_type_problem, question_problem
-    from curate.rag.synth import restates
+    from curate.rag.question_checks import restates
 
     out, stats = written
     chunks = {c["id"]: c for c in read(index_dir / "chunks")}
@@ -209,11 +211,16 @@ def test_writer_questions_pass_every_check_and_single_out_their_unit(written, in
         assert question_problem(question, ()) is None and answer_type_problem(question, answer) is None
         assert not restates(question, answer) and meta["round_trip"]["rank"] is not None
         assert meta["written"]["margin"] is None or meta["written"]["margin"] > 0
+        assert meta["written"]["logprob"] >= WriterConfig().min_logprob
         assert answer in [u.text for u in answerable_units(chunks[meta["chunk_id"]]["text"])[0]]
     for reject in rejects:
         if reject["reason"] == "not_singled_out":
             candidates = json.loads(reject["detail"])["candidates"]
             assert all(c["margin"] is None or c["margin"] <= 0 for c in candidates)
+        if reject["reason"] == "low_confidence":
+            candidates = json.loads(reject["detail"])["candidates"]
+            floor = WriterConfig().min_logprob
+            assert all(c["logprob"] < floor for c in candidates if c["problem"] == "low_confidence")
 
 
 def test_killed_writer_synthesis_resumes_to_identical_rows(written, index_dir):

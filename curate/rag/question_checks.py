@@ -179,8 +179,9 @@ def answer_type_problem(question: str, answer: str) -> str | None:
     frequency in it, "How long/many/far" with no quantity, "Why"/"What is the purpose" with no reason or purpose,
     "When" with no condition or time, "What are the signs of ..." with no sign in it, "What are the types of ..."
     with no kinds named or listed, "What is the difference ..." with no contrast, "What should you do ..." with no
-    action in it (``tells_action``), "What is X?" when the answer does not open by saying what X is; ``drops_prohibition`` when the answer forbids what the question asks about
-    as if it were to be done (``drops_prohibition``); ``inverts_condition`` when the question negates what the
+    action in it (``tells_action``), "How do you X?" answered by "X." alone (``asks_way_told``), "What is X?" when the
+    answer does not open by saying what X is; ``drops_prohibition`` when the answer forbids what the question asks
+    about as if it were to be done (``drops_prohibition``); ``inverts_condition`` when the question negates what the
     answer states (``inverts_condition``); else None.
     "What is the purpose/best way/first step ... of X?" asks about X, not what X is: its own rule judges it."""
     if drops_prohibition(question, answer):
@@ -190,7 +191,7 @@ def answer_type_problem(question: str, answer: str) -> str | None:
     for asks, needs in _ASKS:
         if asks.search(question) and not needs.search(answer):
             return "wrong_answer_type"
-    if _ACTION.search(question) and not tells_action(answer):
+    if _ACTION.search(question) and not tells_action(answer) or asks_way_told(question, answer):
         return "wrong_answer_type"
     term = _DEFINES.match(question)
     term = term if term and not _NOT_DEFINED.match(term["term"]) else None
@@ -199,6 +200,31 @@ def answer_type_problem(question: str, answer: str) -> str | None:
                              re.I):
         return "wrong_answer_type"
     return None
+
+
+_ASKS_WAY = re.compile(r"^(?:how (?:do|can|should|could|would|must|will) (?:i|you|we|one|someone)|what is the "
+                       r"(?:best|right|proper|correct|recommended) way to|how to) (?P<act>[^?]+)", re.IGNORECASE)
+_SOFTENER = re.compile(r"^(?:(?:please|try(?: not)? to|be sure to|make sure to|remember to|always|also|then|"
+                       r"first),? )+", re.IGNORECASE)
+_CLAUSE_END = re.compile(r"[,;:.]| (?:and|but|while|so) ", re.IGNORECASE)
+
+
+def asks_way_told(question: str, answer: str) -> bool:
+    """True when a question asks how to do an act and its answer only tells to do it ("How can I keep children and
+    their caregivers together?" for "Keep children and their caregivers together, and try not to ..."): the answer's
+    main clause opens with the question's verb and adds no content word of its own before its first break, and its
+    first sentence holds every content word the question asks about. "Listen respectfully, ..." says how; passes."""
+    m = _ASKS_WAY.match(question)
+    if not m:
+        return False
+    sentence = re.split(r"(?<=[.!?;])\s+", answer.strip())[0]
+    main = _SOFTENER.sub("", _LEADING_CLAUSE.sub("", sentence))
+    first = main.split()[0].lower().strip(",") if main.split() else ""
+    act = content_stems(m["act"])
+    if first in STOPWORDS or _PERSON.fullmatch(first) or stem(first) not in {stem(w) for w in _WORD.findall(
+            m["act"].lower())}:
+        return False
+    return (act - _ASKING) <= content_stems(sentence) and not content_stems(_CLAUSE_END.split(main)[0]) - act - _ASKING
 
 
 def tells_action(answer: str) -> bool:
@@ -233,6 +259,23 @@ def adds_context(question: str, answer: str) -> list[str]:
     pool = word_set(answer) | held
     return [stem for stem in sorted(content_stems(question) - held - _ASKING)
             if not any(w.startswith(stem[:5]) or stem in w for w in pool)]
+
+
+def restates(question: str, answer: str) -> bool:
+    """True when a question holds nearly all of a longer answer's content words: it restates the answer instead of
+    asking for it."""
+    mine, theirs = content_stems(question), content_stems(answer)
+    return len(theirs) >= 6 and len(theirs & mine) >= 0.85 * len(theirs)
+
+
+def written_question_problem(question: str, answer: str) -> str | None:
+    """Why a model-written question cannot go with ``answer``, or None: it does not stand alone
+    (``question_problem``), asks what the answer cannot give (``answer_type_problem``), ``restates_unit`` or
+    ``adds_context``. ``synth_qa`` applies it to the writer's candidates; the writer's training keeps only pairs that
+    pass it (``checked_pairs_only``)."""
+    return (question_problem(question, ()) or answer_type_problem(question, answer) or
+            ("restates_unit" if restates(question, answer) else None) or
+            ("adds_context" if adds_context(question, answer) else None))
 
 
 def same_question(question: str, earlier: list[str], threshold: float = 0.8) -> bool:

@@ -16,12 +16,15 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
     its line, stand alone (``curate.rag.question_checks.question_problem``), ask what the unit can answer
     (``answer_type_problem``; a wh-question about an act the unit forbids is ``drops_prohibition``, one that
     negates what the unit states ``inverts_condition``), not
-    restate the unit (``restates_unit``) and bring no content word the unit cannot speak to (``adds_context``: "...
-    if the animal is a fish?"). The ``writer.scored`` likeliest usable candidates then go through the answer-level
-    round trip: the writer's mean token log-probability of the question given its own unit minus the
+    restate the unit (``restates_unit``), bring no content word the unit cannot speak to (``adds_context``: "...
+    if the animal is a fish?") and be one the writer is sure of: its mean token log-probability given the unit at
+    least ``writer.min_logprob`` (``low_confidence``; on hand-labelled pairs of an earlier writer it told correct
+    pairs from wrong ones better than the margin or the similarity did). The ``writer.scored`` likeliest usable candidates then go through the
+    answer-level round trip: the writer's mean token log-probability of the question given its own unit minus the
     best given one of the ``writer.rivals`` other units of the chunk nearest to the question must exceed
-    ``writer.min_margin``; the widest margin wins. The unit is dropped as ``not_singled_out`` when no candidate
-    wins, else with its candidates' most common problem (detail: every candidate with its problem and margin).
+    ``writer.min_margin``; the likeliest candidate that passes wins. The unit is dropped as ``not_singled_out`` when
+    none passes, else with its candidates' most common problem (detail: every candidate with its problem and
+    margin).
   - ``templates`` reads the question off the unit's form (``curate.rag.templates``; no model is loaded); ``llm``
     has the LLM write it (few-shot on off-domain examples, JSON grammar), and ``both`` (the default for an
     instruction-tuned model) uses the LLM where no template fits. Every question must ask what the unit can answer
@@ -35,8 +38,8 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
   only), ``generation_error`` (the backend's message as detail), ``malformed_question``, ``not_a_question``,
   ``mentions_source``, ``unresolved_pronoun``, ``copied_example`` (after ``max_retries`` extra attempts; the raw
   output kept), ``wrong_answer_type``, ``drops_prohibition``, ``inverts_condition``, ``restates_unit``,
-  ``adds_context``, ``not_singled_out``, ``duplicate_question`` (repeats a question kept for the same chunk),
-  ``round_trip_failed``, ``question_off_unit``.
+  ``adds_context``, ``low_confidence``, ``not_singled_out``, ``duplicate_question`` (repeats a question kept for the
+  same chunk), ``round_trip_failed``, ``question_off_unit``.
 - ``abstractive`` (for strong models: Gemma 3n E4B-it, MedGemma, any server): the LLM writes
   ``questions_per_chunk`` questions per chunk; the ``top_k`` nearest chunks are retrieved *by each question*; the LLM
   answers from those passages only and cites them by number. Drop reasons: ``generation_error``,
@@ -54,7 +57,7 @@ Consumes ``chunk`` rows (``id``, ``text``, ``doc_id``, ``page``, ``page_end``, `
 ``context`` (the retrieved passages as numbered text), ``citations`` ([{chunk_id, doc_id, page, page_end}]) and
 ``meta`` = {generator (backend, model, answer_mode, sampling), prompt (name, version, sha256), chunk_id, and for
 extractive rows unit (start offset, list) and round_trip (rank, similarity), and for writer rows written
-(candidate number, margin, rival units)}.
+(candidate number, its mean token log-probability, margin, rival units)}.
 
 Example::
 
@@ -87,10 +90,10 @@ from curate.llm.prompts import load_prompt
 from curate.io import file_sha256
 from curate.llm.writer import QuestionWriter, Written, WriterError, adapter_path
 from curate.paths import beside
-from curate.quality.text import content_stems
+from curate.quality.text import STOPWORDS, stem
 from curate.rag.index import ChunkIndex, resolve
-from curate.rag.question_checks import (adds_context, answer_type_problem, copies, holds, pick_units,
-                                        question_problem, round_trip, same_question)
+from curate.rag.question_checks import (answer_type_problem, copies, holds, pick_units, question_problem, round_trip,
+                                        same_question, written_question_problem)
 from curate.rag.templates import template_question
 from curate.rag.units import MAX_WORDS, MIN_WORDS, Unit, answerable_units
 from curate.schema import GROUNDING_COLUMNS, make_qa
@@ -117,6 +120,7 @@ class WriterConfig(StageConfig):
     scored: int = Field(default=2, ge=1)  # likeliest usable candidates per unit given the answer-level round trip
     rivals: int = Field(default=2, ge=1)  # other units of the chunk each is scored under (nearest to the question)
     min_margin: float = 0.0  # own-unit minus best rival-unit mean log-probability per token
+    min_logprob: float | None = -0.8  # a question's mean token log-probability given its unit; None: no floor
     seed: int = 0
     n_threads: int | None = None
 
@@ -397,14 +401,16 @@ class SynthQA(Stage):
             kept: list[str] = []
             for i in picked:
                 cands = checked[(p, i)]
-                best = max((x for x in cands if x["margin"] is not None), key=lambda x: x["margin"], default=None)
+                scored = [x for x in cands if x["margin"] is not None]
+                best = max((x for x in scored if x["margin"] > w.min_margin),
+                           key=lambda x: x["written"].mean_logprob, default=None)
                 detail = json.dumps({"candidates": [{**{k: v for k, v in x.items() if k != "written"},
                                                      "margin": _rounded(x["margin"])} for x in cands]})
-                if best is None or best["margin"] <= w.min_margin:
+                if best is None:
                     problems = [x["problem"] for x in cands if x["problem"]]
-                    reason = "not_singled_out" if best else max(sorted(set(problems)), key=problems.count)
-                    out.append(self._unit_row(ch, i, units[i], best and best["question"], "writer", [], None, reason,
-                                              detail))
+                    reason = "not_singled_out" if scored else max(sorted(set(problems)), key=problems.count)
+                    out.append(self._unit_row(ch, i, units[i], scored[0]["question"] if scored else None, "writer",
+                                              [], None, reason, detail))
                     continue
                 if same_question(best["question"], kept):
                     out.append(self._unit_row(ch, i, units[i], best["question"], "writer", [], None,
@@ -413,20 +419,17 @@ class SynthQA(Stage):
                 kept.append(best["question"])
                 self.counters["questions_writer"] += 1
                 candidates.append((ch, i, units[i], "writer", best["question"], None,
-                                   {"candidate": best["candidate"], "margin": _rounded(best["margin"]),
-                                    "rivals": best["rivals"]}))
+                                   {"candidate": best["candidate"], "logprob": best["logprob"],
+                                    "margin": _rounded(best["margin"]), "rivals": best["rivals"]}))
         return out + self._round_trips(candidates)
 
-    @staticmethod
-    def _check_written(written: Written, unit: Unit, k: int) -> dict:
+    def _check_written(self, written: Written, unit: Unit, k: int) -> dict:
         """Candidate ``k`` (0: the greedy one): its question and why it cannot be used (None when it can)."""
-        question = written.text
-        problem = ("not_a_question" if not written.stopped else
-                   question_problem(question, ()) or answer_type_problem(question, unit.text) or
-                   ("restates_unit" if restates(question, unit.text) else None) or
-                   ("adds_context" if adds_context(question, unit.text) else None))
-        return {"question": question, "problem": problem, "candidate": k, "written": written, "margin": None,
-                "rivals": None}
+        question, floor = written.text, self.config.writer.min_logprob
+        problem = ("not_a_question" if not written.stopped else written_question_problem(question, unit.text) or
+                   ("low_confidence" if floor is not None and written.mean_logprob < floor else None))
+        return {"question": question, "problem": problem, "candidate": k, "logprob": round(written.mean_logprob, 4),
+                "written": written, "margin": None, "rivals": None}
 
     def _margins(self, plans: list, checked: dict[tuple[int, int], list[dict]]) -> None:
         """The answer-level round trip. For the ``writer.scored`` likeliest usable candidates of each unit, the mean
@@ -466,8 +469,7 @@ class SynthQA(Stage):
         for x, value in zip(where, self.writer.loglik(texts, items)):
             rival[id(x)] = max(rival.get(id(x), -np.inf), value)
         for x in where:  # given its own unit, a candidate's score is the one it was written with
-            own = x["written"].mean_logprob
-            x["own"], x["margin"] = round(own, 4), own - rival[id(x)]
+            x["margin"] = x["written"].mean_logprob - rival[id(x)]
 
     def _units(self, chunk: dict, writer: bool = False) -> tuple[list[Unit], Counter]:
         """The chunk's answerable units and the skipped spans by reason, counted as ``units_skipped_*``; for the
@@ -610,6 +612,24 @@ _DOES_THIS = re.compile(r"\b(?:doing|do|does|did|done) (?:this|that|so)(?=\s*(?:
                         r"[,.;]))", re.IGNORECASE)
 
 
+# ... or sends the reader elsewhere ("If the casualty is breathing, proceed to step (3).")
+_ELSEWHERE = re.compile(r"\b(?:go|proceed|return|continue|skip|refer|turn) (?:back )?to (?:step|paragraph|para|section|"
+                        r"chapter|task|appendix|page|figure|table|item|question)s?\b", re.IGNORECASE)
+# ... or speaks of "these"/"such" things it has not named ("free of these organisms", "such lapses"); "such items as
+# boards" names them after
+_NAMED_BEFORE = re.compile(r"\b(?:these|such) ([a-z]+)\b(?!(?: [\w-]+){0,3} as\b)", re.IGNORECASE)
+
+
+def _unnamed_referent(text: str) -> bool:
+    """True when ``text`` says "these X" or "such X" of an X (a content word) it has not named before."""
+    for m in _NAMED_BEFORE.finditer(text):
+        word = m.group(1).lower()
+        before = {stem(w) for w in re.findall(r"[a-z]+", text[:m.start()].lower())}
+        if word not in STOPWORDS and stem(word) not in before:
+            return True
+    return False
+
+
 _FINITE = re.compile(r"\b(?:is|are|was|were|be|can|could|will|would|should|must|may|might|does|do|did|helps?|saves?|"
                      r"means|allows?|makes?|requires?|reduces?|prevents?|causes?|includes?|involves?|gives?)\b",
                      re.IGNORECASE)
@@ -624,30 +644,40 @@ def verbless(text: str) -> bool:
     return first.endswith("ing") and first[:1].isupper() and not _FINITE.search(main)
 
 
+_NAME_WORD = re.compile(r"[A-Za-z][\w’'-]*")
+
+
+def citation_like(text: str) -> bool:
+    """True for a reference-list entry, a credit line or a title ("AR 310-50. Authorized Abbreviations and Brevity
+    Codes.", "Illustrations by Julie Smith (PD Consulting)."): at least 3 words, 60% of them capitalised, and no
+    finite verb. It names a source; it says nothing a question could ask."""
+    words = _NAME_WORD.findall(text)
+    return (len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.6 * len(words)
+            and not _FINITE.search(text))
+
+
 def unusable(unit: Unit) -> str | None:
     """Why a unit cannot be an answer to the writer's question, or None: ``announces`` (a prose unit that only
     announces what follows, "The following items are minimum safety equipment.": its items are not in it), ``asks``
     (it is itself a question, as checklists are written), ``dialogue`` (a line of a scripted conversation, "Child:
     We all ran outside ...": what someone says in an example, not what the text teaches), ``dangling`` (it opens by
     pointing at what came before it, outside the chunk: "It should extend at least 4 inches ...", "Because of these
-    possible complications, ...", or does what was described there: "Tell the casualty you are doing this because
-    ...") or ``verbless`` (a list item without its lead-in: ``verbless``)."""
+    possible complications, ...", does what was described there: "Tell the casualty you are doing this because
+    ...", sends the reader elsewhere: "... proceed to step (3)", or speaks of things it has not named: "... free of
+    these organisms"), ``verbless`` (a list item without its lead-in: ``verbless``) or ``reference`` (an entry of
+    a reference list, a credit line: ``citation_like``)."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
     if _DIALOGUE.match(unit.text) or _TURN.search(unit.text):
         return "dialogue"
-    if _DANGLING.match(unit.text) or _DOES_THIS.search(unit.text):
+    if (_DANGLING.match(unit.text) or _DOES_THIS.search(unit.text) or _ELSEWHERE.search(unit.text)
+            or _unnamed_referent(unit.text)):
         return "dangling"
     if not unit.is_list and verbless(unit.text):
         return "verbless"
+    if citation_like(unit.text):
+        return "reference"
     return "announces" if not unit.is_list and _ANNOUNCES.search(unit.text.rstrip(".")) else None
-
-
-def restates(question: str, answer: str) -> bool:
-    """True when a question holds nearly all of a longer answer's content words: it restates the answer instead of
-    asking for it."""
-    mine, theirs = content_stems(question), content_stems(answer)
-    return len(theirs) >= 6 and len(theirs & mine) >= 0.85 * len(theirs)
 
 
 def _rounded(margin: float | None) -> float | None:

@@ -12,7 +12,11 @@ the base GGUF), ``writer.json`` (sources, fingerprints, counts, loss history, he
    (``held_out``, chosen by a hash of the seed and the group's first id), so no paraphrase of a held-out question is
    trained on;
 3. drop training pairs that overlap an evaluation set (``curate.quality.decontaminate``: shared 8-word runs, or a
-   question near-duplicate of an evaluation text), counted by set;
+   question near-duplicate of an evaluation text), counted by set; with ``checked_pairs_only``, also those whose
+   question fails the checks ``synth_qa`` applies to a written question against its unit
+   (``curate.rag.question_checks.written_question_problem``: a question that brings context its answer does not
+   hold, asks what it cannot give or restates it), counted by reason, so the writer learns to ask only what the span
+   says;
 4. train on ``<bos>Text: {answer}\\nQuestion: {question}\\n`` with the loss on the question and its newline only;
 5. write the adapter as GGUF and score the held-out pairs with it through llama.cpp (greedy, ROUGE-L against the
    reference question), so the numbers on the card come from the file that ships.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +38,7 @@ from curate.io import file_sha256
 from curate.llm.writer import ADAPTER, continuation, prompt
 from curate.paths import beside
 from curate.quality.decontaminate import EvalSet
+from curate.rag.question_checks import written_question_problem
 from curate.train.recipe import LoraSpec, RecipeError, TrainSpec, _problems
 
 IGNORE = -100
@@ -63,6 +69,8 @@ class WriterRecipe(BaseModel):
     held_out: float = Field(0.1, gt=0, lt=0.5)
     group_threshold: float = Field(0.5, gt=0, le=1)
     max_train_pairs: int | None = Field(None, ge=1)
+    checked_pairs_only: bool = Field(False, description="train only on pairs whose question passes the checks "
+                                     "synth_qa applies to a written question against its unit")
     eval_pairs: int = Field(200, ge=1, description="held-out pairs scored for the card")
     lora: LoraSpec = Field(default_factory=LoraSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -177,6 +185,10 @@ def select_pairs(recipe: WriterRecipe) -> Pairs:
     counts = {"pairs": len(pairs), "groups": len(set(group)), "held_out": len(held_out),
               "contaminated": {name: sum(1 for v in dirty.values() if v == name) for name in set(dirty.values())}}
     train = [p for i, p in enumerate(train) if i not in dirty]
+    if recipe.checked_pairs_only:
+        problems = [written_question_problem(p["question"], p["answer"]) for p in train]
+        counts["failed_checks"] = dict(sorted(Counter(x for x in problems if x).items()))
+        train = [p for p, problem in zip(train, problems) if problem is None]
     if recipe.max_train_pairs:
         train = train[:recipe.max_train_pairs]
     counts["train"] = len(train)
@@ -338,6 +350,10 @@ def card(info: dict) -> str:
                         f" {s['attribution']} |" for s in info["sources"])
     c = info["counts"]
     dropped = ", ".join(f"{name} {n}" for name, n in sorted(c["contaminated"].items())) or "none"
+    checked = ("; pairs whose question fails synth_qa's checks against its answer dropped: " +
+               ", ".join(f"{name} {n}" for name, n in c["failed_checks"].items())) if "failed_checks" in c else ""
+    only_checked = (", keeping only the pairs whose question passes synth_qa's checks against its answer"
+                    if "failed_checks" in c else "")
     examples = "\n".join(f"- answer: {e['answer']}\n  - reference: {e['reference']}\n  - written: {e['written']}"
                          for e in w["examples"][:3])
     return f"""---
@@ -361,7 +377,7 @@ answer span answers. `synth_qa` uses it to ask about the answerable units of a d
 
 {c['pairs']} pairs in {c['groups']} groups of near-duplicate questions; {c['held_out']} pairs (whole groups) held
 out; training pairs overlapping an evaluation set dropped: {dropped} (sets:
-{', '.join(info['decontaminated_against']) or 'none'}); {c['train']} training pairs, of which training saw
+{', '.join(info['decontaminated_against']) or 'none'}){checked}; {c['train']} training pairs, of which training saw
 {t['max_steps'] * t['batch_size'] * t['grad_accum']} rows ({info['train_metrics'].get('epoch', 0):.2f} epoch). The adapter is a derivative of
 CC BY 4.0 data and is released under CC BY 4.0 with the attribution above; Gemma's own terms apply to the base model.
 
@@ -379,7 +395,8 @@ question **{w['rouge_l']}** (the base model with three off-domain examples: {b['
 {examples}
 
 ## Limits
-Trained on synthetic first-aid pairs written from one book; it may add context the span does not hold (a topic
-frequent in its training data). `synth_qa` keeps a written question only when it stands alone, fits its span's
-answer type, singles out its span among its chunk's spans and retrieves its chunk.
+Trained on synthetic first-aid pairs written from one book{only_checked}; it may still add context the span does not
+hold (a topic frequent in its training data) or ask what the span does not say. `synth_qa` keeps a written question
+only when it stands alone, fits its span's answer type, adds nothing the span cannot speak to, singles out its span
+among its chunk's spans and retrieves its chunk.
 """
