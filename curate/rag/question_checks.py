@@ -191,7 +191,7 @@ def answer_type_problem(question: str, answer: str) -> str | None:
     for asks, needs in _ASKS:
         if asks.search(question) and not needs.search(answer):
             return "wrong_answer_type"
-    if _ACTION.search(question) and not tells_action(answer) or asks_way_told(question, answer):
+    if (_ACTION.search(question) and not tells_action(answer)) or asks_way_told(question, answer):
         return "wrong_answer_type"
     term = _DEFINES.match(question)
     term = term if term and not _NOT_DEFINED.match(term["term"]) else None
@@ -220,11 +220,11 @@ def asks_way_told(question: str, answer: str) -> bool:
     sentence = re.split(r"(?<=[.!?;])\s+", answer.strip())[0]
     main = _SOFTENER.sub("", _LEADING_CLAUSE.sub("", sentence))
     first = main.split()[0].lower().strip(",") if main.split() else ""
-    act = content_stems(m["act"])
-    if first in STOPWORDS or _PERSON.fullmatch(first) or stem(first) not in {stem(w) for w in _WORD.findall(
-            m["act"].lower())}:
-        return False
-    return (act - _ASKING) <= content_stems(sentence) and not content_stems(_CLAUSE_END.split(main)[0]) - act - _ASKING
+    act, act_words = content_stems(m["act"]), {stem(w) for w in _WORD.findall(m["act"].lower())}
+    if first in STOPWORDS or _PERSON.fullmatch(first) or stem(first) not in act_words:
+        return False  # the answer does not open with the act asked about
+    own = content_stems(_CLAUSE_END.split(main)[0]) - act - _ASKING  # what its first clause adds: a manner, a means
+    return (act - _ASKING) <= content_stems(sentence) and not own
 
 
 def tells_action(answer: str) -> bool:
