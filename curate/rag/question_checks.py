@@ -106,6 +106,7 @@ _NOT_DEFINED = re.compile(r"^(?:(?:best|first|next|last|main|most|only|right|cor
                           r"treatment|way|step|method)\b|.* (?:of|for|to|in|on|with|when|after|before|during) )", re.I)
 
 
+_CLAUSE_BREAK = re.compile(r"(?<=[.!?;])\s+")  # after a sentence's end or a semicolon
 _PROHIBITS = re.compile(r"^(?:do not|don[’']t|never|avoid|no one should)\b|\b(?:should|must|shall) (?:not|never)\b|"
                         r"\b(?:shouldn|mustn)[’']t\b|\b(?:is|are) not to\b", re.IGNORECASE)
 _WH = re.compile(r"^(?:what|how|why|when|where|which|who)\b", re.IGNORECASE)
@@ -123,7 +124,7 @@ def drops_prohibition(question: str, answer: str) -> bool:
     if not _WH.match(question) or _NEGATES.search(question):
         return False
     asked = content_stems(question) - _ASKING
-    for sentence in re.split(r"(?<=[.!?;])\s+", answer):
+    for sentence in _CLAUSE_BREAK.split(answer):
         main = _LEADING_CLAUSE.sub("", sentence.strip())
         forbids = _PROHIBITS.search(main)
         if forbids and asked & content_stems(main[forbids.end():]):
@@ -217,7 +218,7 @@ def asks_way_told(question: str, answer: str) -> bool:
     m = _ASKS_WAY.match(question)
     if not m:
         return False
-    sentence = re.split(r"(?<=[.!?;])\s+", answer.strip())[0]
+    sentence = _CLAUSE_BREAK.split(answer.strip())[0]
     main = _SOFTENER.sub("", _LEADING_CLAUSE.sub("", sentence))
     first = main.split()[0].lower().strip(",") if main.split() else ""
     act, act_words = content_stems(m["act"]), {stem(w) for w in _WORD.findall(m["act"].lower())}

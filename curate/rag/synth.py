@@ -14,17 +14,16 @@ Two ways to write a pair (``answer_mode``; ``auto``, the default, picks ``extrac
     themselves, are a line of a scripted dialogue, open by pointing outside the chunk or have no verb are skipped
     (``units_skipped_announces`` / ``_asks`` / ``_dialogue`` / ``_dangling`` / ``_verbless``). A candidate must end
     its line, stand alone (``curate.rag.question_checks.question_problem``), ask what the unit can answer
-    (``answer_type_problem``; a wh-question about an act the unit forbids is ``drops_prohibition``, one that
-    negates what the unit states ``inverts_condition``), not
-    restate the unit (``restates_unit``), bring no content word the unit cannot speak to (``adds_context``: "...
-    if the animal is a fish?") and be one the writer is sure of: its mean token log-probability given the unit at
-    least ``writer.min_logprob`` (``low_confidence``; on hand-labelled pairs of an earlier writer it told correct
-    pairs from wrong ones better than the margin or the similarity did). The ``writer.scored`` likeliest usable candidates then go through the
-    answer-level round trip: the writer's mean token log-probability of the question given its own unit minus the
-    best given one of the ``writer.rivals`` other units of the chunk nearest to the question must exceed
-    ``writer.min_margin``; the likeliest candidate that passes wins. The unit is dropped as ``not_singled_out`` when
-    none passes, else with its candidates' most common problem (detail: every candidate with its problem and
-    margin).
+    (``answer_type_problem``; a wh-question about an act the unit forbids is ``drops_prohibition``, one that negates
+    what the unit states ``inverts_condition``), not restate the unit (``restates_unit``), bring no content word the
+    unit cannot speak to (``adds_context``: "... if the animal is a fish?") and be one the writer is sure of: its mean
+    token log-probability given the unit at least ``writer.min_logprob`` (``low_confidence``; on hand-labelled pairs of
+    an earlier writer it told correct pairs from wrong ones better than the margin or the similarity did). The
+    ``writer.scored`` likeliest usable candidates then go through the answer-level round trip: the writer's mean token
+    log-probability of the question given its own unit minus the best given one of the ``writer.rivals`` other units of
+    the chunk nearest to the question must exceed ``writer.min_margin``; the likeliest candidate that passes wins. The
+    unit is dropped as ``not_singled_out`` when none passes, else with its candidates' most common problem (detail:
+    every candidate with its problem and margin).
   - ``templates`` reads the question off the unit's form (``curate.rag.templates``; no model is loaded); ``llm``
     has the LLM write it (few-shot on off-domain examples, JSON grammar), and ``both`` (the default for an
     instruction-tuned model) uses the LLM where no template fits. Every question must ask what the unit can answer
@@ -93,7 +92,7 @@ from curate.paths import beside
 from curate.quality.text import STOPWORDS, stem
 from curate.rag.index import ChunkIndex, resolve
 from curate.rag.question_checks import (answer_type_problem, copies, holds, pick_units, question_problem, round_trip,
-                                        same_question, written_question_problem)
+                                        same_question, word_set, written_question_problem)
 from curate.rag.templates import template_question
 from curate.rag.units import MAX_WORDS, MIN_WORDS, Unit, answerable_units
 from curate.schema import GROUNDING_COLUMNS, make_qa
@@ -624,7 +623,7 @@ def _unnamed_referent(text: str) -> bool:
     """True when ``text`` says "these X" or "such X" of an X (a content word) it has not named before."""
     for m in _NAMED_BEFORE.finditer(text):
         word = m.group(1).lower()
-        before = {stem(w) for w in re.findall(r"[a-z]+", text[:m.start()].lower())}
+        before = {stem(w) for w in word_set(text[:m.start()])}
         if word not in STOPWORDS and stem(word) not in before:
             return True
     return False

@@ -15,11 +15,11 @@ A unit is one of:
 Text is lightly normalised for reading (the PDF connector has already mended hyphenation and dropped running
 headers): soft line breaks joined; figure and table references ("(Figure 3-2)", "(see Figure 4-1)", "(refer to
 paragraph 2-16)", a bare "Figure 3-5.", "as illustrated in Figure 3-39") and section labels ("2-20.", "(3)", "a.",
-also where the PDF leaves them at a sentence's end or start) removed; a run-in heading ("Improvising a Tourniquet . In the absence ...", "Signs and
-symptoms. ...") removed, but never an opening sentence ("Dressings are sterile pads ...", "Start cooling casualty
-immediately."); a "NOTE"/"CAUTION"/"WARNING" prefix removed; shouted words in sentence case ("DO NOT REMOVE" ->
-"Do not remove", "all of HIS" -> "his"), acronyms ("CPR", "MTF", "MARK I") kept. Abbreviations ("e.g.", "i.e.",
-"etc.", "approx.", "Fig.") never end a sentence. Skipped, with the reason counted:
+also where the PDF leaves them at a sentence's end or start) removed; a run-in heading ("Improvising a Tourniquet .
+In the absence ...", "Signs and symptoms. ...") removed, but never an opening sentence ("Dressings are sterile pads
+...", "Start cooling casualty immediately."); a "NOTE"/"CAUTION"/"WARNING" prefix removed; shouted words in sentence
+case ("DO NOT REMOVE" -> "Do not remove", "all of HIS" -> "his"), acronyms ("CPR", "MTF", "MARK I") kept.
+Abbreviations ("e.g.", "i.e.", "etc.", "approx.", "Fig.") never end a sentence. Skipped, with the reason counted:
 
 - ``heading``: a short line without final punctuation ("2-20. Tourniquet", "WARNING"); a heading run into its
   paragraph with no period ("Severe bleeding Apply firm pressure ...") is removed from the unit;
