@@ -51,7 +51,7 @@ import httpx
 from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
 from curate.llm.base import Sampling
-from curate.llm.llamacpp import embedded_gguf
+from curate.llm.llamacpp import default_threads, embedded_gguf
 from curate.llm.openai import OpenAICompatibleLLM
 from curate.llm.prompts import load_prompt
 
@@ -318,8 +318,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16, help="distinct prompts per measurement (default 16)")
     parser.add_argument("--max-tokens", type=int, default=96, help="max_tokens per request (default 96)")
     parser.add_argument("--parallel", type=int, default=4, help="server slots and client concurrency (default 4)")
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                        help="server threads (default: half the logical CPUs, as the llamacpp backend uses)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="server threads (default: as the llamacpp backend, default_threads)")
     parser.add_argument("--ctx-per-slot", type=int, default=2048, help="context tokens per slot (default 2048)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are shown (default 3)")
     parser.add_argument("--fail-rate", type=float, default=0.3, help="share of requests the proxy fails with 503")

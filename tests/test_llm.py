@@ -100,6 +100,22 @@ def test_missing_llama_cpp_names_the_install_line(monkeypatch):
         load_llm()
 
 
+def test_default_threads_take_an_executors_budget_then_the_physical_cores(monkeypatch):
+    import os
+
+    from curate.llm.llamacpp import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the process and Ray executors set this per worker
+    assert default_threads() == 3
+    for unset in ("", "0", "auto"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        cores = default_threads()
+        assert 1 <= cores <= len(os.sched_getaffinity(0))
+    siblings = {open(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list").read()
+                for c in os.sched_getaffinity(0)}
+    assert cores == len(siblings)  # one thread per core, not per hyper-thread; never half of a machine without them
+
+
 def test_backoff_and_retry_after():
     assert parse_retry_after("3") == 3.0 and parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert 9 < parse_retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 10))) <= 10

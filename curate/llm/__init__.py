@@ -50,8 +50,9 @@ class LLMConfig(BaseModel):
         None, description="chat-template prompts; None guesses from the name (-it, instruct)")
     # llamacpp
     n_ctx: int = Field(4096, ge=128, description="llamacpp: context window in tokens")
-    n_threads: int | None = Field(None, ge=1, description="llamacpp and transformers on CPU: threads (None: half "
-                                                          "the logical CPUs for llamacpp, torch's default)")
+    n_threads: int | None = Field(None, ge=1, description="llamacpp and transformers on CPU: threads (None: "
+                                                          "OMP_NUM_THREADS or the physical cores for llamacpp, "
+                                                          "torch's default)")
     # transformers
     batch_size: int = Field(8, ge=1, description="transformers: prompts per generate call")
     device: str = Field("auto", description="transformers: auto, cpu, cuda, cuda:1, mps")

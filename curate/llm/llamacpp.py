@@ -49,6 +49,28 @@ def resolve_gguf(model: str | os.PathLike | None) -> Path:
     return path
 
 
+def default_threads() -> int:
+    """llama.cpp threads when none are given: the budget an executor set for this worker (``OMP_NUM_THREADS``, as
+    the process and Ray executors do), else the CPU cores this process may run on, the hyper-threads of one core
+    counted once (Linux: the affinity mask and sysfs topology; elsewhere half the logical CPUs). llama.cpp's matmuls
+    gain nothing from a core's second hyper-thread, and more threads than free cores makes its spinning workers
+    several times slower."""
+    budget = os.environ.get("OMP_NUM_THREADS", "")
+    if budget.isdigit() and int(budget) > 0:
+        return int(budget)
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
 def _finish_reason(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
@@ -71,9 +93,7 @@ class LlamaCppLLM(LLM):
         self.path = resolve_gguf(model)
         name = EMBEDDED if model is None or str(model) == EMBEDDED else str(model)
         super().__init__(name, instruction_tuned)
-        # Half the logical CPUs, as llama.cpp itself defaults: hyper-threads do not speed up its matmuls, and
-        # more threads than free cores makes its spinning workers much slower, not faster.
-        self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+        self.n_threads = n_threads or default_threads()
         from . import grammar
 
         self.grammar_checked = check_grammar_after_sampling and grammar.supported(llama_cpp)
