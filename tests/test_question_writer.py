@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from curate.llm.writer import ADAPTER_DIR, QuestionWriter, WriterError, adapter_path, continuation, prompt
-from curate.rag.question_checks import answer_type_problem, question_problem, restates, written_question_problem
+from curate.rag.question_checks import (answer_type_problem, inverts_condition, question_problem, restates,
+                                       written_question_problem)
 from curate.train.writer import (GGUF_NAMES, load_writer_recipe, select_pairs, tokenized, write_gguf_adapter)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -249,10 +250,6 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
                          "occurs later, he may not be able to get it off and further bodily injury could result.", 0)) \
         == "dangling"
     assert unusable(Unit("Doing this procedure early reduces swelling of the injured limb.", 0)) is None
-    assert unusable(Unit("AR 310-50. Authorized Abbreviations and Brevity Codes.", 0)) == "reference"
-    assert unusable(Unit("TB MED 81. Cold Injury. NAVMED P-5052-29; AFP 161-11.", 0)) == "reference"
-    assert unusable(Unit("Illustrations by Julie Smith (PD Consulting). Artwork by Adrian Soriano (WVI).", 0)) == \
-        "reference"
     assert unusable(Unit("Use the Heimlich maneuver for a choking adult.", 0)) is None
     assert unusable(Unit("If the casualty is breathing, proceed to step (3).", 0)) == "dangling"
     assert unusable(Unit("The objective is to keep wounds clean and free of these organisms.", 0)) == "dangling"
@@ -295,6 +292,28 @@ def test_a_question_that_negates_what_its_unit_states_is_refused():
                                "If a tourniquet is not available, apply direct pressure over the wound.") is None
     assert answer_type_problem("What should you do if the casualty is not breathing?",
                                "If breathing stops, begin rescue breathing at once.") is None
+
+
+def test_a_why_question_is_answered_by_what_the_act_causes():
+    # FirstAidQA reference pairs (CC BY 4.0) that the reason and negation checks refused: 48 of its 322 why/purpose
+    # pairs, 4 after this fix
+    drag = ("Dragging by the clothes can cause unnecessary friction, tear the fabric, and may not provide a secure "
+            "grip.")
+    assert answer_type_problem("Why shouldn't you drag a casualty by their clothes?", drag) is None
+    assert inverts_condition("Why shouldn't you drag a casualty by their clothes?", drag) is False
+    assert answer_type_problem("Why is food or drink not allowed for a casualty with bleeding issues?",
+                               "Food or drink may interfere with emergency surgical procedures.") is None
+    assert answer_type_problem("Why should movement be smooth rather than fast in emergency dragging?",
+                               "Smooth movements minimize the risk of injury worsening.") is None
+    assert answer_type_problem("Why is it dangerous to approach a vehicle in contact with live electric cables?",
+                               "Vehicles in contact with live electrical cables pose a severe electrocution risk.") \
+        is None
+    # still refused: a why-question whose answer gives no reason, cause or outcome
+    assert answer_type_problem("Why does the casualty's skin become pale?",
+                               "The casualty's skin may be pale, cool and clammy.") == "wrong_answer_type"
+    # a negation outside a why-question is still read against its answer
+    assert inverts_condition("What should you do if the casualty has a deformity that is not obvious?",
+                             "With the presence of an obvious deformity, do not make the casualty move extremity.")
 
 
 def test_a_question_for_kinds_needs_an_answer_that_names_them():

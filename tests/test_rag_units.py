@@ -72,6 +72,17 @@ def test_references_exercises_and_fragments_are_skipped():
     assert skipped == {"reference": 1, "exercise": 1, "fragment": 1, "too_short": 1}
 
 
+def test_reference_list_entries_and_credit_lines_are_references():
+    # FM 4-25.11's references pages and WHO PFA's credits: they name a source and say nothing a question could ask
+    units, skipped = answerable_units(
+        "AR 310-50. Authorized Abbreviations and Brevity Codes.\n\n"
+        "TB MED 81. Cold Injury. NAVMED P-5052-29; AFP 161-11.\n\n"
+        "Illustrations by Julie Smith (PD Consulting). Artwork by Adrian Soriano (WVI).\n\n"
+        "Use the Heimlich maneuver for a choking adult.")
+    assert [u.text for u in units] == ["Use the Heimlich maneuver for a choking adult."]
+    assert skipped == {"reference": 3}
+
+
 def test_pick_units_prefers_lists_and_keeps_reading_order(fm_pages):
     units = answerable_units(fm_pages[21])[0]
     picked = [units[i] for i in pick_units(units, 3)]

@@ -76,8 +76,10 @@ _ASKS = (  # (question opening, what the answer must contain for the question to
     (re.compile(r"^how (?:long|many|much|far|high|wide|deep|big|soon)\b|^what (?:temperature|size|dose)\b", re.I),
      re.compile(r"\d|\b(?:one|two|three|four|five|six|ten|twenty|minutes?|hours?|seconds?|inch\w*|until|"
                 r"above|below|beyond|slightly|immediately|as soon as)\b", re.I)),
-    (re.compile(r"^(?:why\b|what is the (?:purpose|reason|goal|aim)\b)", re.I),
-     re.compile(r"\b(?:to|so that|in order|because|since|prevents?|helps?|allows?|reduces?|avoids?)\b", re.I)),
+    (re.compile(r"^(?:why\b|what is the (?:purpose|reason|goal|aim)\b)", re.I),  # a reason, a purpose or an outcome
+     re.compile(r"\b(?:to|so that|in order|because|since|without|otherwise|therefore|thus|hence|prevent\w*|help\w*|"
+                r"allow\w*|reduc\w*|avoid\w*|caus\w*|lead\w*|result\w*|ensur\w*|minimi[sz]\w*|increas\w*|risk\w*|"
+                r"interfer\w*|protect\w*)\b", re.I)),
     (re.compile(r"^when\b", re.I), re.compile(r"\b(?:if|when|before|after|until|unless|once|during|while|as soon as|"
                                               r"immediately|within|only)\b", re.I)),
     (re.compile(r"^what (?:are|is) (?:the |some )?(?:common |main |early |first )?(?:signs?|symptoms?)\b", re.I),
@@ -136,6 +138,7 @@ _NEGATOR = frozenset("not no never without cannot nor none neither".split())
 _STOPS = frozenset("stop stops stopped absent absence lack lacks lacking unable fail fails failed".split())
 _CLAUSE_TOKEN = re.compile(r"[a-z0-9]+(?:[’'][a-z]+)?|[,.;:!?()]")
 _PUNCTUATION = frozenset(",.;:!?()")
+_WHY = re.compile(r"^(?:why\b|what is the (?:purpose|reason)\b)", re.IGNORECASE)
 
 
 def _negated(token: str) -> bool:
@@ -147,7 +150,10 @@ def inverts_condition(question: str, answer: str) -> bool:
     question's "not"/"no"/"without" ("... a deformity that is not obvious?") appears in the answer, and nowhere in
     the answer is it negated within its clause ("With the presence of an obvious deformity, do not make ..."): the
     pair would ask about the opposite condition. A word the answer negates itself ("Do not encourage ...", "If a
-    tourniquet is not available", "breathing stops") passes."""
+    tourniquet is not available", "breathing stops") passes, and so does a why-question: "Why shouldn't you drag a
+    casualty by the clothes?" asks the reason for a prohibition, which "Dragging by the clothes can tear ..." gives."""
+    if _WHY.match(question):
+        return False
     q = _CLAUSE_TOKEN.findall(question.lower())
     a = _CLAUSE_TOKEN.findall(answer.lower())
     for k, token in enumerate(q):

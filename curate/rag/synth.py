@@ -94,7 +94,7 @@ from curate.rag.index import ChunkIndex, resolve
 from curate.rag.question_checks import (answer_type_problem, copies, holds, pick_units, question_problem, round_trip,
                                         same_question, word_set, written_question_problem)
 from curate.rag.templates import template_question
-from curate.rag.units import MAX_WORDS, MIN_WORDS, Unit, answerable_units
+from curate.rag.units import FINITE_VERB, MAX_WORDS, MIN_WORDS, Unit, answerable_units
 from curate.schema import GROUNDING_COLUMNS, make_qa
 from curate.stage import DROP, DROP_DETAIL, Stage, StageConfig, rows
 
@@ -629,9 +629,6 @@ def _unnamed_referent(text: str) -> bool:
     return False
 
 
-_FINITE = re.compile(r"\b(?:is|are|was|were|be|can|could|will|would|should|must|may|might|does|do|did|helps?|saves?|"
-                     r"means|allows?|makes?|requires?|reduces?|prevents?|causes?|includes?|involves?|gives?)\b",
-                     re.IGNORECASE)
 _RELATIVE = re.compile(r"\b(?:which|that|who|where)\b[^,.;:]*", re.IGNORECASE)
 
 
@@ -640,19 +637,7 @@ def verbless(text: str) -> bool:
     health care workers."): an item whose list lead-in was lost, not a statement."""
     first = text.split()[0] if text.split() else ""
     main = re.sub(r"\bto \w+", "", _RELATIVE.sub("", text))  # "... to reduce risk": not a verb of its own
-    return first.endswith("ing") and first[:1].isupper() and not _FINITE.search(main)
-
-
-_NAME_WORD = re.compile(r"[A-Za-z][\w’'-]*")
-
-
-def citation_like(text: str) -> bool:
-    """True for a reference-list entry, a credit line or a title ("AR 310-50. Authorized Abbreviations and Brevity
-    Codes.", "Illustrations by Julie Smith (PD Consulting)."): at least 3 words, 60% of them capitalised, and no
-    finite verb. It names a source; it says nothing a question could ask."""
-    words = _NAME_WORD.findall(text)
-    return (len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.6 * len(words)
-            and not _FINITE.search(text))
+    return first.endswith("ing") and first[:1].isupper() and not FINITE_VERB.search(main)
 
 
 def unusable(unit: Unit) -> str | None:
@@ -663,8 +648,7 @@ def unusable(unit: Unit) -> str | None:
     pointing at what came before it, outside the chunk: "It should extend at least 4 inches ...", "Because of these
     possible complications, ...", does what was described there: "Tell the casualty you are doing this because
     ...", sends the reader elsewhere: "... proceed to step (3)", or speaks of things it has not named: "... free of
-    these organisms"), ``verbless`` (a list item without its lead-in: ``verbless``) or ``reference`` (an entry of
-    a reference list, a credit line: ``citation_like``)."""
+    these organisms") or ``verbless`` (a list item without its lead-in: ``verbless``)."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
     if _DIALOGUE.match(unit.text) or _TURN.search(unit.text):
@@ -674,8 +658,6 @@ def unusable(unit: Unit) -> str | None:
         return "dangling"
     if not unit.is_list and verbless(unit.text):
         return "verbless"
-    if citation_like(unit.text):
-        return "reference"
     return "announces" if not unit.is_list and _ANNOUNCES.search(unit.text.rstrip(".")) else None
 
 

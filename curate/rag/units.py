@@ -27,7 +27,7 @@ Abbreviations ("e.g.", "i.e.", "etc.", "approx.", "Fig.") never end a sentence. 
 - ``contents``: table-of-contents lines (dot leaders or a trailing page number);
 - ``reference``: a span that only points elsewhere ("Refer to Chapter 4 ...", "See paragraph 2-18", "Figures 4-9
   through 4-17 show how to apply slings ...") or cites a work (a web address, "Available at", "WHO (2017)
-  Guidelines ...");
+  Guidelines ...", a reference-list entry or credit line: ``citation_like``);
 - ``exercise``: instructions to a reader doing an exercise ("Answer the following questions ...");
 - ``fragment``: a span cut by the chunk window (starts in lower case or ends without final punctuation; a list whose
   last item is the chunk's last line and has no final punctuation, or is a bare label such as "c.");
@@ -300,11 +300,26 @@ def _list_text(lead: str, items: list[str]) -> str:
     return f"{lead}: {body}."
 
 
+FINITE_VERB = re.compile(r"\b(?:is|are|was|were|be|can|could|will|would|should|must|may|might|does|do|did|helps?|"
+                         r"saves?|means|allows?|makes?|requires?|reduces?|prevents?|causes?|includes?|involves?|"
+                         r"gives?)\b", re.IGNORECASE)
+_NAME_WORD = re.compile(r"[A-Za-z][\w’'-]*")
+
+
+def citation_like(text: str) -> bool:
+    """True for a reference-list entry, a credit line or a title ("AR 310-50. Authorized Abbreviations and Brevity
+    Codes.", "Illustrations by Julie Smith (PD Consulting)."): at least 3 words, 60% of them capitalised, and no
+    finite verb (``FINITE_VERB``). It names a source; it says nothing a question could ask."""
+    words = _NAME_WORD.findall(text)
+    return (len(words) >= 3 and sum(w[0].isupper() for w in words) >= 0.6 * len(words)
+            and not FINITE_VERB.search(text))
+
+
 def _skip_reason(unit: Unit, min_words: int, max_words: int) -> str | None:
     text = unit.text
     if _EXERCISE.search(text):
         return "exercise"
-    if _REFERENCE.match(text) or _CITATION.search(text) or _FIGURE_SUBJECT.match(text):
+    if _REFERENCE.match(text) or _CITATION.search(text) or _FIGURE_SUBJECT.match(text) or citation_like(text):
         return "reference"
     if _NUMBERED_START.match(text):
         return "heading"  # "2.2 adapt what you do ..." (a numbered heading run into the text) or a footnote
