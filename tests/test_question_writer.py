@@ -316,6 +316,23 @@ def test_a_why_question_is_answered_by_what_the_act_causes():
                              "With the presence of an obvious deformity, do not make the casualty move extremity.")
 
 
+def test_a_question_for_a_way_of_telling_needs_a_sign_or_a_test():
+    # written by writer v3 for FM 4-25.11 and WHO PFA units (benchmarks/labels, read as wrong): the unit says what is
+    # so, not how to tell
+    assert answer_type_problem("How can you tell if a band is tight enough to stop the flow of blood?",
+                               "The band should be tight enough to stop the flow of blood near the skin, but not tight "
+                               "enough to interfere with circulation.") == "wrong_answer_type"
+    assert answer_type_problem("How can you tell if someone has been through a distressing event?",
+                               "Someone who has been through a distressing event may want to tell you their story.") \
+        == "wrong_answer_type"
+    # a sign, a test or what to look for answers it (the first read as correct; the second a FirstAidQA reference)
+    assert answer_type_problem("How do you know if the casualty is breathing?",
+                               "If the casualty is breathing, you can feel and see his chest move.") is None
+    assert answer_type_problem("How can a first aider recognize a stroke during the assessment?",
+                               "Signs of a stroke may include sudden weakness or numbness on one side of the body, "
+                               "slurred speech, loss of balance, or drooping of the face.") is None
+
+
 def test_a_question_for_kinds_needs_an_answer_that_names_them():
     fractures = ("Fractures can cause total disability or in some cases death by severing vital organs and/or "
                  "arteries.")

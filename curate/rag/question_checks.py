@@ -85,6 +85,15 @@ _ASKS = (  # (question opening, what the answer must contain for the question to
     (re.compile(r"^what (?:are|is) (?:the |some )?(?:common |main |early |first )?(?:signs?|symptoms?)\b", re.I),
      re.compile(r"\b(?:signs?|symptoms?|include\w*|such as|appear\w*|feel\w*|look\w*|pain\w*|swell\w*|"
                 r"red\w*|pale|sweat\w*|nause\w*|vomit\w*|dizz\w*|confus\w*|loss of|unconscious\w*)\b|:", re.I)),
+    # a way of telling ("How can you tell if ...?"): a sign, a test, what to look for
+    (re.compile(r"^how (?:can|do|does|would|could|should|will|might) (?:i|you|we|one|someone|a first aider|first "
+                r"aiders|a rescuer) (?:tell|know|recogni[sz]e|identify|determine|spot|detect|confirm|be sure)\b|"
+                r"^how to (?:tell|know|recogni[sz]e|identify)\b|"
+                r"^what is the (?:best )?way to (?:tell|know|recogni[sz]e|identify)\b", re.I),
+     re.compile(r"\b(?:signs?|symptoms?|look\w*|feel\w*|felt|see|seen|sees|hear\w*|indicat\w*|shows?|showing|"
+                r"appear\w*|suggest\w*|check\w*|test\w*|observ\w*|notic\w*|watch\w*|measur\w*|sound\w*|"
+                r"smell\w*|colou?r\w*|pale|bluish|red|redness|swell\w*|pulse|breath\w*|rises?|moves?|"
+                r"if\b[^.;]*\bthen)\b", re.I)),
     (re.compile(r"^what (?:are|is) (?:the |some )?(?:\w+ )?(?:types?|kinds?|forms?|classes|categories) of\b", re.I),
      re.compile(r"\b(?:types?|kinds?|forms?|classes|categories|classified|include\w*|such as|either)\b|[:;]|"
                 r",[^,]+,", re.I)),
@@ -184,7 +193,8 @@ def _negated_in_clause(tokens: list[str], j: int) -> bool:
 def answer_type_problem(question: str, answer: str) -> str | None:
     """``wrong_answer_type`` when the question asks for something the answer cannot give: "How often" with no
     frequency in it, "How long/many/far" with no quantity, "Why"/"What is the purpose" with no reason or purpose,
-    "When" with no condition or time, "What are the signs of ..." with no sign in it, "What are the types of ..."
+    "When" with no condition or time, "What are the signs of ..." with no sign in it, "How can you tell if ...?"
+    with no sign or test in it, "What are the types of ..."
     with no kinds named or listed, "What is the difference ..." with no contrast, "What should you do ..." with no
     action in it (``tells_action``), "How do you X?" answered by "X." alone (``asks_way_told``), "What is X?" when the
     answer does not open by saying what X is; ``drops_prohibition`` when the answer forbids what the question asks
