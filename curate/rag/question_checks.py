@@ -70,13 +70,14 @@ def question_problem(question: str, examples: tuple[str, ...], min_words: int = 
     return None
 
 
+_REASON_ASKED = re.compile(r"^(?:why\b|what is the (?:purpose|reason|goal|aim)\b)", re.IGNORECASE)
 _ASKS = (  # (question opening, what the answer must contain for the question to fit it)
     (re.compile(r"^how (?:often|frequently)\b", re.I), re.compile(r"\b(?:every|each|times?|hourly|daily|weekly|"
                                                                   r"periodically|again|repeat\w*|\d+)\b", re.I)),
     (re.compile(r"^how (?:long|many|much|far|high|wide|deep|big|soon)\b|^what (?:temperature|size|dose)\b", re.I),
      re.compile(r"\d|\b(?:one|two|three|four|five|six|ten|twenty|minutes?|hours?|seconds?|inch\w*|until|"
                 r"above|below|beyond|slightly|immediately|as soon as)\b", re.I)),
-    (re.compile(r"^(?:why\b|what is the (?:purpose|reason|goal|aim)\b)", re.I),  # a reason, a purpose or an outcome
+    (_REASON_ASKED,  # a reason, a purpose or an outcome
      re.compile(r"\b(?:to|so that|in order|because|since|without|otherwise|therefore|thus|hence|prevent\w*|help\w*|"
                 r"allow\w*|reduc\w*|avoid\w*|caus\w*|lead\w*|result\w*|ensur\w*|minimi[sz]\w*|increas\w*|risk\w*|"
                 r"interfer\w*|protect\w*)\b", re.I)),
@@ -147,7 +148,6 @@ _NEGATOR = frozenset("not no never without cannot nor none neither".split())
 _STOPS = frozenset("stop stops stopped absent absence lack lacks lacking unable fail fails failed".split())
 _CLAUSE_TOKEN = re.compile(r"[a-z0-9]+(?:[’'][a-z]+)?|[,.;:!?()]")
 _PUNCTUATION = frozenset(",.;:!?()")
-_WHY = re.compile(r"^(?:why\b|what is the (?:purpose|reason)\b)", re.IGNORECASE)
 
 
 def _negated(token: str) -> bool:
@@ -161,7 +161,7 @@ def inverts_condition(question: str, answer: str) -> bool:
     pair would ask about the opposite condition. A word the answer negates itself ("Do not encourage ...", "If a
     tourniquet is not available", "breathing stops") passes, and so does a why-question: "Why shouldn't you drag a
     casualty by the clothes?" asks the reason for a prohibition, which "Dragging by the clothes can tear ..." gives."""
-    if _WHY.match(question):
+    if _REASON_ASKED.match(question):
         return False
     q = _CLAUSE_TOKEN.findall(question.lower())
     a = _CLAUSE_TOKEN.findall(answer.lower())
