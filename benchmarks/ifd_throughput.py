@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=96)
     parser.add_argument("--n-seq", default="8,32", help="sequences per decode call, comma-separated")
-    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: half the CPUs)")
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: the llamacpp backend's, one per physical core)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
