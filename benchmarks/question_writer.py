@@ -34,11 +34,10 @@ from pathlib import Path
 
 from curate.ingest import read_source
 from curate.ingest.base import SourceSpec
-from curate.evaluate.lexical import rouge_l
 from curate.llm.writer import QuestionWriter, adapter_info, adapter_path
 from curate.rag.question_checks import written_question_problem
 from curate.rag.synth import WriterConfig
-from curate.train.writer import load_writer_recipe, read_pairs, score_held_out
+from curate.train.writer import load_writer_recipe, mean_rouge_l, read_pairs, score_held_out
 
 REPO = Path(__file__).resolve().parents[1]
 MEDQUAD = REPO / ".." / "shared" / "realdata" / "qa" / "medquad" / "9_CDC_QA"
@@ -103,7 +102,7 @@ def main() -> None:
             start = time.perf_counter()
             if base is None:
                 written = likeliest(adapter, pairs, args.candidates, args.temperature)
-                score = round(sum(rouge_l(q, p["question"]) for q, p in zip(written, pairs)) / max(len(pairs), 1), 4)
+                score = mean_rouge_l(written, pairs)
             else:
                 result = score_held_out(adapter, pairs, base=base)
                 written, score = result["questions"], result["rouge_l"]

@@ -248,10 +248,17 @@ def write_gguf_adapter(peft_model, path: Path, alpha: float) -> int:
     return n
 
 
+def mean_rouge_l(questions: list[str], pairs: list[dict]) -> float:
+    """The mean ROUGE-L F-measure of each written question against its pair's reference question, rounded to 4."""
+    from curate.evaluate.lexical import rouge_l
+
+    scores = [rouge_l(q, p["question"]) for q, p in zip(questions, pairs)]
+    return round(sum(scores) / max(len(scores), 1), 4)
+
+
 def score_held_out(adapter: Path, pairs: list[dict], base: bool = False) -> dict:
     """ROUGE-L of the writer's greedy question against each pair's reference question (through llama.cpp);
     ``base``: the embedded model without the adapter, given the same prompt after three off-domain examples."""
-    from curate.evaluate.lexical import rouge_l
     from curate.llm.base import Sampling
     from curate.llm.llamacpp import LlamaCppLLM
     from curate.llm.writer import QuestionWriter
@@ -268,8 +275,7 @@ def score_held_out(adapter: Path, pairs: list[dict], base: bool = False) -> dict
         writer = QuestionWriter(adapter)
         questions = [cands[0].text for cands in writer.write([p["answer"] for p in pairs], 1, [0] * len(pairs))]
         writer.close()
-    scores = [rouge_l(q, p["question"]) for q, p in zip(questions, pairs)]
-    return {"pairs": len(pairs), "rouge_l": round(sum(scores) / max(len(scores), 1), 4),
+    return {"pairs": len(pairs), "rouge_l": mean_rouge_l(questions, pairs),
             "seconds": round(time.perf_counter() - start, 1), "questions": questions,
             "examples": [{"answer": p["answer"], "reference": p["question"], "written": q}
                          for p, q in list(zip(pairs, questions))[:5]]}
