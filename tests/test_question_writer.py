@@ -213,6 +213,13 @@ def test_a_question_for_a_way_answered_only_by_the_act_is_refused():
             ("How can you ensure you eat and drink as regularly as possible?", "Eat as regularly as possible and "
                                                                                 "drink water.")):
         assert asks_way_told(question, answer) and answer_type_problem(question, answer) == "wrong_answer_type"
+    # a reason or a condition after the act is not a way of doing it (writer v4, FM 4-25.11 p. 145, read as wrong)
+    for question, answer in (
+            ("What is the proper way to remove jewelry from a bitten extremity?",
+             "Remove jewelry from bitten extremities because swelling may occur."),
+            ("What is the best way to provide PFA where you can have some privacy?",
+             "Ideally, try to provide PFA where you can have some privacy when appropriate.")):
+        assert asks_way_told(question, answer), question
     # the answer says how: a manner, a means, or what to do is not the act asked about
     assert not asks_way_told("What is the best way to listen to a person who has spiritual beliefs or questions?",
                              "Listen respectfully, and without judgment, to spiritual beliefs or questions the person "
@@ -331,6 +338,27 @@ def test_a_question_for_a_way_of_telling_needs_a_sign_or_a_test():
     assert answer_type_problem("How can a first aider recognize a stroke during the assessment?",
                                "Signs of a stroke may include sudden weakness or numbness on one side of the body, "
                                "slurred speech, loss of balance, or drooping of the face.") is None
+
+
+def test_a_question_for_a_role_or_a_difference_needs_one_in_the_answer():
+    # written by writers v3 and v4 for FM 4-25.11, WHO PFA and the WASH fact sheet (benchmarks/labels, read as wrong)
+    for question, answer in (
+            ("What is the role of psychological debriefing in PFA?",
+             "PFA is an alternative to “psychological debriefing” which has been found to be ineffective."),
+            ("What is the role of WASH in promoting health?",
+             "WASH refers to the provision of safe water for drinking, washing and domestic activities."),
+            ("What is the difference between water moccasins and sea snakes?",
+             "Water moccasins and sea snakes have venom that is both hemotoxic and neurotoxic.")):
+        assert answer_type_problem(question, answer) == "wrong_answer_type", question
+    # what the thing does answers it (read as correct)
+    assert answer_type_problem("What is the role of the NAPP in treating nerve agents?",
+                               "The NAPP is a pretreatment; it is not an antidote. It improves the effectiveness of "
+                               "the nerve agent antidote.") is None
+    assert answer_type_problem("What is the role of medical personnel in evacuation?",
+                               "Medical personnel provide en route medical care during the evacuation.") is None
+    assert answer_type_problem("What is the difference between a superficial and deep frostbite?",
+                               "Frostbite may involve only the skin (superficial), or it may extend to a depth below "
+                               "the skin (deep).") is None
 
 
 def test_a_question_for_kinds_needs_an_answer_that_names_them():

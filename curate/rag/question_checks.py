@@ -98,9 +98,15 @@ _ASKS = (  # (question opening, what the answer must contain for the question to
     (re.compile(r"^what (?:are|is) (?:the |some )?(?:\w+ )?(?:types?|kinds?|forms?|classes|categories) of\b", re.I),
      re.compile(r"\b(?:types?|kinds?|forms?|classes|categories|classified|include\w*|such as|either)\b|[:;]|"
                 r",[^,]+,", re.I)),
-    (re.compile(r"\bdiffer(?:ence|ences|ent from)?\b", re.I),
-     re.compile(r"\b(?:unlike|whereas|while|but|than|differ\w*|however|rather|instead|only|either|or|both|same|"
-                r"compared)\b", re.I)),
+    (re.compile(r"\bdiffer(?:ence|ences|ent from)?\b", re.I),  # a contrast ("both", "the same" state a likeness)
+     re.compile(r"\b(?:unlike|whereas|while|but|than|differ\w*|however|rather|instead|only|either|or|compared)\b",
+                re.I)),
+    # a role: what the thing does or serves for, not what it is or that it exists
+    (re.compile(r"^what (?:is|are) (?:the )?(?:main |key |primary )?(?:roles?|functions?|jobs?|tasks?|duty|duties|"
+                r"responsibilit(?:y|ies)) of\b", re.I),
+     re.compile(r"\b(?:roles?|functions?\w*|responsib\w*|serves?|serving|used (?:to|for)|helps?|helping|allows?|"
+                r"enables?|provides?|providing|gives?|protects?|prevents?|improves?|reduces?|supports?|keeps?|"
+                r"carr(?:y|ies)|circulat\w*|treat\w*|lifts?|moves?|controls?|ensures?|maintains?)\b", re.I)),
 )
 _ACTION = re.compile(r"^(?:what (?:should|must|can|could) (?:i|you|we|one|someone|a first aider|first aiders) do|"
                      r"what (?:should|must) be done|what (?:action|steps?) should|what is the (?:best|right|proper) "
@@ -195,8 +201,10 @@ def answer_type_problem(question: str, answer: str) -> str | None:
     frequency in it, "How long/many/far" with no quantity, "Why"/"What is the purpose" with no reason or purpose,
     "When" with no condition or time, "What are the signs of ..." with no sign in it, "How can you tell if ...?"
     with no sign or test in it, "What are the types of ..."
-    with no kinds named or listed, "What is the difference ..." with no contrast, "What should you do ..." with no
-    action in it (``tells_action``), "How do you X?" answered by "X." alone (``asks_way_told``), "What is X?" when the
+    with no kinds named or listed, "What is the difference ..." with no contrast, "What is the role of X?" with
+    nothing X does or serves for, "What should you do ..." with no
+    action in it (``tells_action``), "How do you X?" answered by "X." alone or with only a reason or a condition
+    (``asks_way_told``), "What is X?" when the
     answer does not open by saying what X is; ``drops_prohibition`` when the answer forbids what the question asks
     about as if it were to be done (``drops_prohibition``); ``inverts_condition`` when the question negates what the
     answer states (``inverts_condition``); else None.
@@ -222,8 +230,9 @@ def answer_type_problem(question: str, answer: str) -> str | None:
 _ASKS_WAY = re.compile(r"^(?:how (?:do|can|should|could|would|must|will) (?:i|you|we|one|someone)|what is the "
                        r"(?:best|right|proper|correct|recommended) way to|how to) (?P<act>[^?]+)", re.IGNORECASE)
 _SOFTENER = re.compile(r"^(?:(?:please|try(?: not)? to|be sure to|make sure to|remember to|always|also|then|"
-                       r"first),? )+", re.IGNORECASE)
-_CLAUSE_END = re.compile(r"[,;:.]| (?:and|but|while|so) ", re.IGNORECASE)
+                       r"first|ideally),? )+", re.IGNORECASE)
+# where a first clause's manner ends: a break, a new clause, or a reason or condition (why or when, not how)
+_CLAUSE_END = re.compile(r"[,;:.]| (?:and|but|while|so|because|since|if|when|unless|in case) ", re.IGNORECASE)
 
 
 def asks_way_told(question: str, answer: str) -> bool:
