@@ -240,6 +240,13 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
     assert unusable(Unit("Are there areas to avoid entering because they are not secure?", 0)) == "asks"
     assert unusable(Unit("The following items are minimum safety equipment for each vehicle.", 0)) == "announces"
     assert unusable(Unit("It is important to keep the casualty warm and dry while you wait for help.", 0)) is None
+    # WHO PFA's worked conversations (pp. 47-51): a speaker with a stage direction, a speaker's own words
+    assert unusable(Unit("You [to the wife]: My name is ___. An ambulance has been called.", 0)) == "dialogue"
+    assert unusable(Unit("If you like, we can talk just over there where the area is safer and I can sit with you "
+                         "for a while.", 0)) == "dialogue"
+    assert unusable(Unit("I will try to help you and connect you with people who will help to locate your family.",
+                         0)) == "dialogue"
+    assert unusable(Unit("The MARK I will not be used by a casualty who is unable to walk without help.", 0)) is None
     # a WASH fact-sheet list item whose lead-in the two-column layout lost, and a gerund that is a subject
     assert unusable(Unit("Providing an adequate quantity of safe water and accessible sanitation services during a "
                          "disaster to reduce risk of infections.", 0)) == "verbless"
@@ -258,7 +265,6 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
         == "dangling"
     assert unusable(Unit("Doing this procedure early reduces swelling of the injured limb.", 0)) is None
     assert unusable(Unit("Use the Heimlich maneuver for a choking adult.", 0)) is None
-    assert unusable(Unit("If the casualty is breathing, proceed to step (3).", 0)) == "dangling"
     assert unusable(Unit("The objective is to keep wounds clean and free of these organisms.", 0)) == "dangling"
     assert unusable(Unit("Splints may be improvised from such items as boards, poles, sticks or cardboard.", 0)) is None
     assert unusable(Unit("Signs include pain and swelling. These signs may appear within minutes.", 0)) is None

@@ -191,6 +191,25 @@ def test_the_procedure_list_of_present_passive_and_causes_templates_on_real_fm_u
     assert asked(124, "Symptoms of snow blindness are") == ("What are the symptoms of snow blindness?", "list_of")
 
 
+def test_a_span_whose_content_is_elsewhere_in_the_document_or_that_cites_a_work_is_a_reference():
+    # FM 4-25.11 pp. 150-170 and WHO PFA p. 56, kept by writer v5 and read as wrong
+    for text in ("If the casualty is breathing, proceed to step (3).",
+                 "The protective mask should be put on immediately when any of the conditions described in b above "
+                 "exist.",
+                 "If not, the combat lifesaver performs first aid as described for buddy aid above.",
+                 "Oil and metal incendiaries have much the same effect on contact with the skin and clothing as those "
+                 "discussed (b and c above).",
+                 "If nerve agents are used, immediately follow procedures outlined in paragraph 7-8b.",
+                 "Hobfoll, S, Watson, P, Bell, C, Bryant, R, et al. (2007) Five essential elements of immediate and "
+                 "mid-term mass trauma intervention: Empirical evidence.",
+                 "Psychological First Aid: Field operations guide (2nd ed.)."):
+        assert answerable_units(text)[1]["reference"] == 1, text
+    # an aside that points ahead leaves the statement whole (read as correct); "MARK I," is not an author list
+    assert texts("Unlike poisonous snakes, discussed below, nonpoisonous snakes do not have fangs with which to "
+                 "inject venom.")
+    assert texts("Use the MARK I, ATNAA, or CANA as your unit tactical standing operating procedure directs.")
+
+
 def test_a_span_whose_content_is_in_figures_is_a_reference_and_figure_phrases_are_removed(fm_pages):
     page = next(text for text in fm_pages.values() if "Figures 4-9 through 4-17" in text)
     units = texts(page)

@@ -591,14 +591,18 @@ _ANNOUNCES = re.compile(r"\b(?:the following|as follows|listed below|below are)\
 # A line of a scripted conversation, as guidelines print their worked examples: "You: " (the helper's lines), or a
 # speaker (one to three words, not a label such as "Note") and a quote or what they say in the first person ("Woman:
 # I feel terrible!", "Child: We all ran ...").
-_DIALOGUE = re.compile(r"^(?:You: |(?!(?i:note|warning|caution|remember|important|example|tip|key point|step|"
-                       r"source|reference|figure|table)\b)[A-Z][\w’'.-]*(?: [\w’'.-]+){0,2}: +(?:[\"“‘\[]|"
+_DIALOGUE = re.compile(r"^(?:You(?: \[[^\]]*\])?: |(?!(?i:note|warning|caution|remember|important|example|tip|key "
+                       r"point|step|source|reference|figure|table)\b)[A-Z][\w’'.-]*(?: [\w’'.-]+){0,2}: +(?:[\"“‘\[]|"
                        r"(?:\S+ ){0,6}(?:I|I[’']\w+|(?i:my|me|we|our|us))\b))")
 # ... or a turn of one anywhere in the unit, by a person speaking ("Where are your parents? Child: We all ran ...",
 # "Wife: Yes, please!")
 _TURN = re.compile(r"(?:^|(?<=[.!?\]”\"’)]) )(?i:you|(?:young |old |elderly |older )?(?:wo)?man|child|girl|boy|wife|"
                    r"husband|mother|father|parent|daughter|son|sister|brother|survivor|helper|refugee|neighbou?r|"
-                   r"friend|teacher|volunteer|nurse|doctor|patient|elder|student|aunt|uncle): ")
+                   r"friend|teacher|volunteer|nurse|doctor|patient|elder|student|aunt|uncle)(?: \[[^\]]*\])?: ")
+# ... or a speaker's own words: a manual does not say "I will" or "I can" ("If you like, we can talk over there and I
+# can sit with you"); "MARK I will ..." (an upper-case name before it) is not a speaker
+_SPEAKS = re.compile(r"(?:^|(?<=[a-z,;:.!?\"“] ))I(?:[’'](?:m|ll|ve|d)| (?:am|will|can|could|have|had|would|need|want|"
+                     r"think|know|see|understand|just|wonder|hope|feel|promise)\b)")
 
 
 _DANGLING = re.compile(r"^(?:(?:it|its|this|these|those|they|their|such|he|his|she|her)\b(?! is (?:important|"
@@ -611,9 +615,6 @@ _DOES_THIS = re.compile(r"\b(?:doing|do|does|did|done) (?:this|that|so)(?=\s*(?:
                         r"[,.;]))", re.IGNORECASE)
 
 
-# ... or sends the reader elsewhere ("If the casualty is breathing, proceed to step (3).")
-_ELSEWHERE = re.compile(r"\b(?:go|proceed|return|continue|skip|refer|turn) (?:back )?to (?:step|paragraph|para|section|"
-                        r"chapter|task|appendix|page|figure|table|item|question)s?\b", re.IGNORECASE)
 # ... or speaks of "these"/"such" things it has not named ("free of these organisms", "such lapses"); "such items as
 # boards" names them after
 _NAMED_BEFORE = re.compile(r"\b(?:these|such) ([a-z]+)\b(?!(?: [\w-]+){0,3} as\b)", re.IGNORECASE)
@@ -644,17 +645,17 @@ def unusable(unit: Unit) -> str | None:
     """Why a unit cannot be an answer to the writer's question, or None: ``announces`` (a prose unit that only
     announces what follows, "The following items are minimum safety equipment.": its items are not in it), ``asks``
     (it is itself a question, as checklists are written), ``dialogue`` (a line of a scripted conversation, "Child:
-    We all ran outside ...": what someone says in an example, not what the text teaches), ``dangling`` (it opens by
+    We all ran outside ...", "You [to the wife]: ...", or words in the first person, "I will try to help you": what
+    someone says in an example, not what the text teaches), ``dangling`` (it opens by
     pointing at what came before it, outside the chunk: "It should extend at least 4 inches ...", "Because of these
     possible complications, ...", does what was described there: "Tell the casualty you are doing this because
-    ...", sends the reader elsewhere: "... proceed to step (3)", or speaks of things it has not named: "... free of
+    ...", or speaks of things it has not named: "... free of
     these organisms") or ``verbless`` (a list item without its lead-in: ``verbless``)."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
-    if _DIALOGUE.match(unit.text) or _TURN.search(unit.text):
+    if _DIALOGUE.match(unit.text) or _TURN.search(unit.text) or _SPEAKS.search(unit.text):
         return "dialogue"
-    if (_DANGLING.match(unit.text) or _DOES_THIS.search(unit.text) or _ELSEWHERE.search(unit.text)
-            or _unnamed_referent(unit.text)):
+    if (_DANGLING.match(unit.text) or _DOES_THIS.search(unit.text) or _unnamed_referent(unit.text)):
         return "dangling"
     if not unit.is_list and verbless(unit.text):
         return "verbless"

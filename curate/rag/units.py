@@ -26,8 +26,9 @@ Abbreviations ("e.g.", "i.e.", "etc.", "approx.", "Fig.") never end a sentence. 
 - ``furniture``: page labels ("1-11"), running titles ("FM 4-25.11/NTRP ..."), figure and table captions;
 - ``contents``: table-of-contents lines (dot leaders or a trailing page number);
 - ``reference``: a span that only points elsewhere ("Refer to Chapter 4 ...", "See paragraph 2-18", "Figures 4-9
-  through 4-17 show how to apply slings ...") or cites a work (a web address, "Available at", "WHO (2017)
-  Guidelines ...", a reference-list entry or credit line: ``citation_like``);
+  through 4-17 show how to apply slings ..."), whose content is elsewhere ("... when any of the conditions described
+  in b above exist", "If breathing, proceed to step (3).") or cites a work (a web address, "Available at", "WHO (2017)
+  Guidelines ...", an author list, "(2nd ed.)", a reference-list entry or credit line: ``citation_like``);
 - ``exercise``: instructions to a reader doing an exercise ("Answer the following questions ...");
 - ``fragment``: a span cut by the chunk window (starts in lower case or ends without final punctuation; a list whose
   last item is the chunk's last line and has no final punctuation, or is a bare label such as "c.");
@@ -70,7 +71,19 @@ _CONTENTS = re.compile(r"(?:\.\s?){4,}\s*[\dA-Z-]+$|\s{2,}\d{1,4}$|^(?:contents|
 _REFERENCE = re.compile(r"^(?:\(?(?:refer to|see|for (?:more )?information (?:on|about)|as shown in|"
                         r"as described in)\b|(?:in |see )?the (?:following|next|previous) (?:box|table|figure|"
                         r"section|chapter|page)s?\b)", re.IGNORECASE)
-_CITATION = re.compile(r"(?i:https?://|\bwww\.|\bavailable (?:at|from)\b)|^[A-Z][^.()]{0,80}\((?:19|20)\d{2}[a-z]?\)")
+_CITATION = re.compile(r"(?i:https?://|\bwww\.|\bavailable (?:at|from)\b)|^[A-Z][^.()]{0,80}\((?:19|20)\d{2}[a-z]?\)|"
+                       r"^(?:[A-Z][\w’'-]+,? (?:[A-Z]\.?){1,3}[,;.] ){2,}|\bet al\.,? \(?(?:19|20)\d{2}|"
+                       r"\(\d+(?:st|nd|rd|th) ed\.?\)")  # an author list ("Hobfoll, S, Watson, P, ..."), an edition
+# ... or a span whose content is elsewhere in the document: "as described in b above", "(b and c above)", "proceed to
+# step (3)", "outlined in paragraph 7-8b"
+_POINTED = r"(?:described|discussed|listed|shown|outlined|mentioned|explained|noted|detailed|covered|specified)"
+_ELSEWHERE = re.compile(rf"\b{_POINTED} (?:in|for|under|at) (?:\S+ ){{0,3}}?(?:above|below|earlier)\b|"
+                        rf"\bas {_POINTED} (?:above|below|earlier|previously)\b|"
+                        r"\((?:see )?[^()]{1,25}\b(?:above|below)\)|"
+                        r"\b(?:go|proceed|return|continue|skip|refer|turn) (?:back )?to (?:step|paragraph|para|section|"
+                        r"chapter|task|appendix|page|figure|table|item|question)s?\b|"
+                        r"\b(?:in|see|per|under) (?:paragraph|para\.?|appendix|chapter|section) [\dA-Z][\w.-]*",
+                        re.IGNORECASE)
 _FOOTNOTE = re.compile(r"(?<=[a-z)”’\"])([.,;:])\d{1,2}(?:[,–-]\d{1,2})*(?=[\s.,;:]|$)")
 _EXERCISE = re.compile(r"\b(?:answer the (?:following )?questions?|read the (?:following|passage|text)|"
                        r"discuss (?:with|in)|fill in the blanks?|circle the|match the|role[- ]play|"
@@ -319,7 +332,8 @@ def _skip_reason(unit: Unit, min_words: int, max_words: int) -> str | None:
     text = unit.text
     if _EXERCISE.search(text):
         return "exercise"
-    if _REFERENCE.match(text) or _CITATION.search(text) or _FIGURE_SUBJECT.match(text) or citation_like(text):
+    if (_REFERENCE.match(text) or _ELSEWHERE.search(text) or _CITATION.search(text) or _FIGURE_SUBJECT.match(text)
+            or citation_like(text)):
         return "reference"
     if _NUMBERED_START.match(text):
         return "heading"  # "2.2 adapt what you do ..." (a numbered heading run into the text) or a footnote
