@@ -52,6 +52,24 @@ def test_chunks_are_page_aware_and_sized(run):
     assert report.stages[2].counters["indexed"] == len(chunks)
 
 
+def test_a_paragraph_printed_twice_on_a_page_is_chunked_once(tmp_path):
+    # MedQuAD's CDC documents repeat one answer under several questions: the same window twice in one page
+    from curate.rag.chunk import Chunk
+    from curate.schema import make_page
+
+    para = ("Wash your hands with soap and clean running water for at least 20 seconds before preparing food. "
+            "Dry them with a clean towel or let them air dry. ") * 6
+    text = "\n\n".join([para, "Cook meat to a safe internal temperature.", para])
+    page = make_page(text=text, doc_id="doc", page=1, source="s", license="cc-by-4.0", origin="doc.xml")
+    chunker = Chunk({"size": 64, "overlap": 8})
+    chunker.setup()
+    out = chunker.process_batch({k: [v] for k, v in page.items()})
+    ids = [i for i, kind in zip(out["id"], out["kind"]) if kind == "chunk"]
+    assert len(ids) == len(set(ids)) and chunker.counters["repeated_chunks"] > 0
+    assert any("Cook meat" in t for t in out["text"])
+    ChunkIndex(tmp_path / "index", create=True).add([dict(zip(out, row)) for row in zip(*out.values())])
+
+
 def test_retrieval_by_question_finds_the_right_passage(run):
     run_dir, _ = run
     index = ChunkIndex(run_dir / "index", create=False)

@@ -4,6 +4,8 @@ Consumes ``page`` rows (``text``, ``doc_id``, ``page``, ``source``, ``license``,
 passes through unchanged. Produces ``chunk`` rows: ``text``, ``doc_id``, ``page`` (first page), ``page_end`` (last
 page), ``meta`` = {chunk_index, tokens}. A chunk never crosses documents; it may span consecutive pages of one.
 Chunk ends are moved back to the last sentence end inside the window when that keeps at least ``min_fill`` of it.
+A window whose text repeats one already made for the same pages (a paragraph printed twice) is left out and counted
+as ``repeated_chunks``: a chunk's id hashes its document, pages and text, so it would be the same chunk twice.
 Batches hold whole documents (``group_by``: a document's pages are never split across batches), so each batch is
 chunked on its own, on any executor.
 
@@ -113,11 +115,15 @@ class Chunk(Stage):
         enc = self.tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         offsets = [o for o in enc["offset_mapping"] if o[1] > o[0]]
         first = doc.first
-        chunks = []
+        chunks, made = [], set()
         for i, (a, b, n_tokens) in enumerate(windows(offsets, doc.text, self.config.size, self.config.overlap,
                                                      self.config.min_fill)):
             text = doc.text[a:b].strip()
             page, page_end = doc.page_at(a), doc.page_at(max(a, b - 1))
+            if (page, page_end, text) in made:
+                self.counters["repeated_chunks"] += 1
+                continue
+            made.add((page, page_end, text))
             chunks.append(make_page(
                 text=text, doc_id=first["doc_id"], page=page, page_end=page_end, kind="chunk",
                 source=first["source"], license=first["license"], origin=first["provenance"]["origin"],
