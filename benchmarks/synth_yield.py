@@ -4,11 +4,13 @@ default filters, in one run.
     python benchmarks/synth_yield.py [--docs fm:100-140:40,who:10-40:30,wash:1-2:0] [--modes writer,templates]
                                      [--audit 40] [--out runs/bench-synth-yield] [--writer '{"min_margin": 1}']
 
-Documents (``../shared/realdata/pdf``; ``key:pages:chunks``, 0 chunks = every chunk of the pages):
+Documents (``../shared/realdata``; ``key:pages:chunks``, 0 chunks = every chunk of the pages):
 
 - ``fm``: US Army FM 4-25.11 First Aid (the templates were written on pp. 40-60 of it; the default range avoids them);
 - ``who``: WHO Psychological First Aid (advice, not instructions);
-- ``wash``: WHO Health EDRM WASH fact sheet (2 pages).
+- ``wash``: WHO Health EDRM WASH fact sheet (2 pages);
+- ``cdc``: CDC health pages as MedQuAD keeps them (``qa/medquad/9_CDC_QA``, CC BY 4.0): each of its 59 documents is
+  one "page", its focus as a heading line and then its answers' text in order (MedQuAD's questions are not used).
 
 Setup (not timed): each document's pages are read by the PDF connector, chunked and indexed as ``curate index`` does
 (size 200, overlap 40) into one index (the retrieval corpus of every document); ``chunks`` of each document, sampled
@@ -43,13 +45,13 @@ from curate.ingest.base import SourceSpec
 from curate.io import write_parquet
 from curate.orchestrate import index_folder
 from curate.rowsteps import StageStep, run_stages
-from curate.schema import ARROW_SCHEMA
+from curate.schema import ARROW_SCHEMA, make_page
 from curate.stage import stage_class
 from curate.steps import file_state, fingerprint
 
-REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / "pdf"
-DOCS = {"fm": "us_army_FM4-25.11_first_aid.pdf", "who": "who_psychological_first_aid_field_workers_2011.pdf",
-        "wash": "who_health_edrm_wash_factsheet_2017.pdf"}
+REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata"
+DOCS = {"fm": "pdf/us_army_FM4-25.11_first_aid.pdf", "who": "pdf/who_psychological_first_aid_field_workers_2011.pdf",
+        "wash": "pdf/who_health_edrm_wash_factsheet_2017.pdf", "cdc": "qa/medquad/9_CDC_QA"}
 FILTERS = ("heuristics", "grounding", "dedup")
 MODES = {"writer": {"question_source": "writer"}, "writer-3units": {"question_source": "writer", "units_per_chunk": 3},
          "writer-1thread": {"question_source": "writer", "writer": {"n_threads": 1}},
@@ -77,12 +79,30 @@ def parse_docs(text: str) -> dict[str, tuple[range, int]]:
     return out
 
 
+def doc_pages(key: str) -> list[dict]:
+    """The document's page rows: a PDF's pages, or one page per MedQuAD document (its focus, then its answers)."""
+    path = REALDATA / DOCS[key]
+    if path.suffix == ".pdf":
+        spec = SourceSpec(name=f"bench-{key}", kind="pdf", path=path, license="see PROVENANCE.md")
+        return [r for r in read_source(spec) if isinstance(r, dict)]
+    spec = SourceSpec(name=f"bench-{key}", kind="medquad", path=path, license="cc-by-4.0")
+    answers: dict[str, list[str]] = {}
+    focus: dict[str, str] = {}
+    for r in read_source(spec):
+        if isinstance(r, dict):
+            doc = Path(r["provenance"]["origin"]).stem  # the XML file (some lack a document id)
+            answers.setdefault(doc, []).append(r["messages"][-1]["content"])
+            focus[doc] = json.loads(r["meta"])["focus"] or ""
+    return [make_page(text="\n\n".join([focus[doc], *texts]), doc_id=f"{key}-{doc}", page=n, source=f"bench-{key}",
+                      license="cc-by-4.0", origin=f"{DOCS[key]}/{doc}.xml")
+            for n, (doc, texts) in enumerate(sorted(answers.items()), 1)]
+
+
 def prepare(out: Path, docs: dict[str, tuple[range, int]]) -> tuple[Path, dict[str, Path]]:
     """One index over every document's pages; per document a folder of its sampled input chunks."""
     rows = []
     for key, (pages, _) in docs.items():
-        spec = SourceSpec(name=f"bench-{key}", kind="pdf", path=REALDATA / DOCS[key], license="see PROVENANCE.md")
-        rows += [r for r in read_source(spec) if isinstance(r, dict) and r["page"] in pages]
+        rows += [r for r in doc_pages(key) if r["page"] in pages]
     write_rows(out / "pages", rows)
     index_folder(out / "pages", out / "index", {"size": 200, "overlap": 40})
     chunks = read(out / "index" / "chunks")
