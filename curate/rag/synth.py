@@ -646,16 +646,17 @@ def unusable(unit: Unit) -> str | None:
     announces what follows, "The following items are minimum safety equipment.": its items are not in it), ``asks``
     (it is itself a question, as checklists are written), ``dialogue`` (a line of a scripted conversation, "Child:
     We all ran outside ...", "You [to the wife]: ...", or words in the first person, "I will try to help you": what
-    someone says in an example, not what the text teaches), ``dangling`` (it opens by
-    pointing at what came before it, outside the chunk: "It should extend at least 4 inches ...", "Because of these
-    possible complications, ...", does what was described there: "Tell the casualty you are doing this because
-    ...", or speaks of things it has not named: "... free of
-    these organisms") or ``verbless`` (a list item without its lead-in: ``verbless``)."""
+    someone says in an example, not what the text teaches), ``dangling`` (it opens by pointing at what came before it,
+    outside the chunk: "It should extend at least 4 inches ...", "Because of these possible complications, ...", does
+    what was described there: "Tell the casualty you are doing this because ...", or speaks of things it has not
+    named: "... free of these organisms") or ``verbless`` (a list item without its lead-in: ``verbless``). A unit
+    whose content is elsewhere in the document ("... proceed to step (3)") is already a ``reference`` skip of
+    ``curate.rag.units``."""
     if unit.text.rstrip("\"'”’)").endswith("?"):
         return "asks"
     if _DIALOGUE.match(unit.text) or _TURN.search(unit.text) or _SPEAKS.search(unit.text):
         return "dialogue"
-    if (_DANGLING.match(unit.text) or _DOES_THIS.search(unit.text) or _unnamed_referent(unit.text)):
+    if _DANGLING.match(unit.text) or _DOES_THIS.search(unit.text) or _unnamed_referent(unit.text):
         return "dangling"
     if not unit.is_list and verbless(unit.text):
         return "verbless"
