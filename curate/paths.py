@@ -4,6 +4,9 @@ the file that names them, by one rule everywhere.
 - ``beside(base, value)``: a value that is always a path; ``~`` expanded, relative to ``base``, resolved.
 - ``path_or_name(value, base)``: a value that may be a path or a name (a catalog entry, a Hub id, ``embedded``): the
   absolute path when it names a file or folder under ``base``, else the value as written.
+
+And one rule for showing them: ``shown(value)`` is a path as console output prints it, never the machine's own
+directory layout.
 """
 
 from __future__ import annotations
@@ -24,3 +27,15 @@ def path_or_name(value: str | None, base: Path) -> str | None:
         return None
     path = beside(base, value)
     return str(path) if path.exists() else value
+
+
+def shown(value: str | Path) -> str:
+    """An absolute path relative to the working directory when it lies under it, else "…/" and its last two parts;
+    anything else (a relative path, a model name, a Hub id) as it is."""
+    path = Path(value)
+    if not path.is_absolute():
+        return str(value)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path("…", *path.parts[-2:]))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from curate.paths import shown
+
 
 def report_table(report: dict) -> Table:
     """A rich Table for a report dict (as written to ``report.json``)."""
-    table = Table(title=f"{report['pipeline']}  ({report['run_dir']})", title_justify="left")
+    table = Table(title=f"{report['pipeline']}  ({shown(report['run_dir'])})", title_justify="left")
     for col, justify in [("stage", "left"), ("status", "left"), ("rows in", "right"), ("rows out", "right"),
                          ("dropped (reason: rows)", "left"), ("seconds", "right"), ("tokens", "right")]:
         table.add_column(col, justify=justify, overflow="fold")
@@ -18,7 +20,7 @@ def report_table(report: dict) -> Table:
         tokens = counters.get("tokens_generated") or counters.get("tokens_trained")
         table.add_row(s["stage"], "cached" if s["cached"] else "ran", f"{s['rows_in']:,}", f"{s['rows_out']:,}",
                       dropped, f"{s.get('wall_seconds') or s['seconds']:.1f}", f"{tokens:,}" if tokens else "-")
-    table.caption = f"{report['rows_out']:,} rows in {report['final_dir']}  ·  {report['seconds']:.1f} s"
+    table.caption = f"{report['rows_out']:,} rows in {shown(report['final_dir'])}  ·  {report['seconds']:.1f} s"
     return table
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
+from curate.paths import shown
+
 
 def _value(m: dict | None) -> str:
     if not m or m.get("value") is None:
@@ -18,8 +20,9 @@ def _value(m: dict | None) -> str:
 
 
 def _model(info: dict) -> str:
-    adapter = f" + {info['adapter']}" if info.get("adapter") else ""
-    return escape(f"{info.get('backend')}:{info.get('model')}{adapter}")
+    adapter = f" + {shown(info['adapter'])}" if info.get("adapter") else ""
+    model = shown(info["model"]) if info.get("model") else info.get("model")
+    return escape(f"{info.get('backend')}:{model}{adapter}")
 
 
 def _choices(settings: dict) -> str:
@@ -67,7 +70,7 @@ def comparison_table(comparison: dict) -> Table:
         table.add_column(col, overflow="fold")
     for name, m in comparison["metrics"].items():
         table.add_row(name, _value(m["a"]), _value(m["b"]), _value(m["difference"]), _test(m["test"]))
-    notes = [f"A: {a['run']}", f"B: {b['run']}", *([_lower_note(comparison["metrics"]).strip()]
+    notes = [f"A: {shown(a['run'])}", f"B: {shown(b['run'])}", *([_lower_note(comparison["metrics"]).strip()]
                                                   if "reference_nll" in comparison["metrics"] else []),
              f"{comparison['bootstrap']['resamples']:,} {comparison['bootstrap']['method']} bootstrap resamples, "
              f"seed {comparison['bootstrap']['seed']}"]
