@@ -120,13 +120,14 @@ class Chunk(Stage):
                                                      self.config.min_fill)):
             text = doc.text[a:b].strip()
             page, page_end = doc.page_at(a), doc.page_at(max(a, b - 1))
-            if (page, page_end, text) in made:
-                self.counters["repeated_chunks"] += 1
-                continue
-            made.add((page, page_end, text))
-            chunks.append(make_page(
+            chunk = make_page(
                 text=text, doc_id=first["doc_id"], page=page, page_end=page_end, kind="chunk",
                 source=first["source"], license=first["license"], origin=first["provenance"]["origin"],
-                revision=first["provenance"]["revision"], meta={"chunk_index": i, "tokens": n_tokens}))
+                revision=first["provenance"]["revision"], meta={"chunk_index": i, "tokens": n_tokens})
+            if chunk["id"] in made:
+                self.counters["repeated_chunks"] += 1
+                continue
+            made.add(chunk["id"])
+            chunks.append(chunk)
         self.counters["chunks"] += len(chunks)
         return chunks

@@ -81,11 +81,13 @@ class ChunkIndex:
     def add(self, chunk_rows: list[dict], vectors: np.ndarray | None = None, batch_size: int = 64) -> int:
         """Upsert chunk rows (idempotent by id: a row whose id came before in the call is left out) with their
         ``vectors`` (embedded here when None); returns how many were written."""
-        seen: set[str] = set()
-        first = [k for k, r in enumerate(chunk_rows) if not (r["id"] in seen or seen.add(r["id"]))]
+        first: dict[str, int] = {}
+        for k, row in enumerate(chunk_rows):
+            first.setdefault(row["id"], k)
         if len(first) < len(chunk_rows):
-            chunk_rows = [chunk_rows[k] for k in first]
-            vectors = None if vectors is None else vectors[first]
+            keep = list(first.values())
+            chunk_rows = [chunk_rows[k] for k in keep]
+            vectors = None if vectors is None else vectors[keep]
         for i in range(0, len(chunk_rows), batch_size):
             part = chunk_rows[i:i + batch_size]
             part_vectors = embed([r["text"] for r in part], self.embedder) if vectors is None \
