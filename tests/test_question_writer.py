@@ -356,15 +356,16 @@ def test_a_question_for_a_role_or_a_difference_needs_one_in_the_answer():
             ("What is the difference between water moccasins and sea snakes?",
              "Water moccasins and sea snakes have venom that is both hemotoxic and neurotoxic.")):
         assert answer_type_problem(question, answer) == "wrong_answer_type", question
-    # what the thing does answers it (read as correct)
-    assert answer_type_problem("What is the role of the NAPP in treating nerve agents?",
-                               "The NAPP is a pretreatment; it is not an antidote. It improves the effectiveness of "
-                               "the nerve agent antidote.") is None
-    assert answer_type_problem("What is the role of medical personnel in evacuation?",
-                               "Medical personnel provide en route medical care during the evacuation.") is None
-    assert answer_type_problem("What is the difference between a superficial and deep frostbite?",
-                               "Frostbite may involve only the skin (superficial), or it may extend to a depth below "
-                               "the skin (deep).") is None
+    # what the thing does answers it, and so does a contrast (read as correct)
+    for question, answer in (
+            ("What is the role of the NAPP in treating nerve agents?",
+             "The NAPP is a pretreatment; it is not an antidote. It improves the effectiveness of the nerve agent "
+             "antidote."),
+            ("What is the role of medical personnel in evacuation?",
+             "Medical personnel provide en route medical care during the evacuation."),
+            ("What is the difference between a superficial and deep frostbite?",
+             "Frostbite may involve only the skin (superficial), or it may extend to a depth below the skin (deep).")):
+        assert answer_type_problem(question, answer) is None, question
 
 
 def test_a_question_for_kinds_needs_an_answer_that_names_them():

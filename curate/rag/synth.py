@@ -591,14 +591,15 @@ _ANNOUNCES = re.compile(r"\b(?:the following|as follows|listed below|below are)\
 # A line of a scripted conversation, as guidelines print their worked examples: "You: " (the helper's lines), or a
 # speaker (one to three words, not a label such as "Note") and a quote or what they say in the first person ("Woman:
 # I feel terrible!", "Child: We all ran ...").
-_DIALOGUE = re.compile(r"^(?:You(?: \[[^\]]*\])?: |(?!(?i:note|warning|caution|remember|important|example|tip|key "
+_STAGE_DIRECTION = r"(?: \[[^\]]*\])?"  # "You [to the wife]: ..."
+_DIALOGUE = re.compile(rf"^(?:You{_STAGE_DIRECTION}: |(?!(?i:note|warning|caution|remember|important|example|tip|key "
                        r"point|step|source|reference|figure|table)\b)[A-Z][\w’'.-]*(?: [\w’'.-]+){0,2}: +(?:[\"“‘\[]|"
                        r"(?:\S+ ){0,6}(?:I|I[’']\w+|(?i:my|me|we|our|us))\b))")
 # ... or a turn of one anywhere in the unit, by a person speaking ("Where are your parents? Child: We all ran ...",
 # "Wife: Yes, please!")
 _TURN = re.compile(r"(?:^|(?<=[.!?\]”\"’)]) )(?i:you|(?:young |old |elderly |older )?(?:wo)?man|child|girl|boy|wife|"
                    r"husband|mother|father|parent|daughter|son|sister|brother|survivor|helper|refugee|neighbou?r|"
-                   r"friend|teacher|volunteer|nurse|doctor|patient|elder|student|aunt|uncle)(?: \[[^\]]*\])?: ")
+                   rf"friend|teacher|volunteer|nurse|doctor|patient|elder|student|aunt|uncle){_STAGE_DIRECTION}: ")
 # ... or a speaker's own words: a manual does not say "I will" or "I can" ("If you like, we can talk over there and I
 # can sit with you"); "MARK I will ..." (an upper-case name before it) is not a speaker
 _SPEAKS = re.compile(r"(?:^|(?<=[a-z,;:.!?\"“] ))I(?:[’'](?:m|ll|ve|d)| (?:am|will|can|could|have|had|would|need|want|"
