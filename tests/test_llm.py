@@ -324,26 +324,26 @@ class ScriptedHandler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        script = self.script  # the script of the test that sent it, even if it answers after that test ended
         req = {"path": self.path, "body": body, "auth": self.headers.get("Authorization"), "t": time.monotonic()}
-        with self.script.lock:
-            self.script.requests.append(req)
-            n = len(self.script.requests)
-            self.script.in_flight += 1
-            self.script.max_in_flight = max(self.script.max_in_flight, self.script.in_flight)
+        with script.lock:
+            script.requests.append(req)
+            n = len(script.requests)
+            script.in_flight += 1
+            script.max_in_flight = max(script.max_in_flight, script.in_flight)
         try:
-            status, headers, payload = self.script.respond(n, req)
-            delay = headers.pop("x-delay", 0)
-            time.sleep(float(delay))
-            data = json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        finally:
-            with self.script.lock:
-                self.script.in_flight -= 1
+            status, headers, payload = script.respond(n, req)
+            time.sleep(float(headers.pop("x-delay", 0)))
+        finally:  # done before its answer is written, so the client's next request never overlaps it in the count
+            with script.lock:
+                script.in_flight -= 1
+        data = json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, *args):
         pass
@@ -456,7 +456,16 @@ def test_permanent_item_error_is_not_retried(scripted):
 
 def test_concurrency_is_bounded_and_order_kept(scripted):
     url, script = scripted
-    script.respond = lambda n, req: (200, {"x-delay": 0.15}, completion(req))
+    three_open = threading.Event()
+
+    def respond(n, req):  # hold every answer until three requests were open at once, however slow the machine
+        with script.lock:
+            if script.in_flight >= 3:
+                three_open.set()
+        three_open.wait(timeout=5)
+        return 200, {"x-delay": 0.05}, completion(req)
+
+    script.respond = respond
     prompts = [f"p{i}" for i in range(10)]
     outs = client(url, concurrency=3).generate_batch(prompts)
     assert [o.text for o in outs] == [f"echo {p}" for p in prompts]
@@ -465,11 +474,11 @@ def test_concurrency_is_bounded_and_order_kept(scripted):
 
 def test_timeout_is_transient(scripted):
     url, script = scripted
-    script.respond = lambda n, req: (200, {"x-delay": 1.5}, completion(req))
+    script.respond = lambda n, req: (200, {"x-delay": 6}, completion(req))
     start = time.monotonic()
     with pytest.raises(TransientError, match="timed out after 0.3s"):
         client(url, timeout=0.3, max_retries=1).generate("slow")
-    assert time.monotonic() - start < 1.4 and len(script.requests) == 2
+    assert time.monotonic() - start < 4 and len(script.requests) == 2  # two tries, neither waited for the answer
 
 
 def test_connection_refused_is_transient():
