@@ -226,6 +226,32 @@ def cmd_push(args) -> int:
     return OK
 
 
+def cmd_review(args) -> int:
+    import pyarrow.parquet as pq
+
+    from curate.io import parquet_files
+    from curate.paths import shown
+    from curate.quality.review import LabelsError, read_rows, summary
+
+    folder, labels = Path(args.folder), Path(args.labels)
+    files = parquet_files(folder)
+    if not files:
+        return fail("error:", FileNotFoundError(f"{shown(folder)} holds no rows (part-*.parquet)"), INVALID)
+    present = set(pq.read_schema(files[0]).names)
+    wanted = [c for c in ("id", "messages", "source", "context", "citations") if c in present]
+    rows = [r for f in files for r in pq.read_table(f, columns=wanted).to_pylist() if r.get("messages")]
+    if not rows:
+        return fail("error:", ValueError(f"{shown(folder)} holds no question-answer rows to review"), INVALID)
+    try:
+        verdicts = read_rows(rows, labels, sample=args.sample, seed=args.seed, ask=input,
+                             show=lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True))
+    except LabelsError as exc:
+        return fail("error:", exc, INVALID)
+    console.print(f"\n{summary(verdicts)} (labels: {shown(labels)}). A pipeline applies them with "
+                  f"`- stage: review` and `labels: {labels.name}`.", markup=False, highlight=False, soft_wrap=True)
+    return OK
+
+
 def cmd_inspect(args) -> int:
     from curate.export.summary import inspect_folder
 
@@ -630,6 +656,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("-n", "--rows", type=int, default=3, help="rows shown per split (default: 3)")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("review", help="read a random sample of a step's question-answer rows and record a verdict "
+                                      "on each (resumable); the `review` stage drops the rows read as wrong")
+    p.add_argument("folder", help="a step folder of a run (part-*.parquet), e.g. runs/demo/09-dedup")
+    p.add_argument("--labels", required=True, help="JSON-lines file the verdicts are appended to")
+    p.add_argument("--sample", type=int, default=40, help="rows to read in all, earlier sessions' included "
+                   "(default: 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random reading order (default: 0)")
+    p.set_defaults(func=cmd_review)
     p = sub.add_parser("filter", help="run quality stages (heuristics, pii, grounding, decontaminate, dedup) "
                                       "over a stage folder; rejects and drops per reason like `run`")
     p.add_argument("input", help="a stage or ingest folder of a run (part-*.parquet)")

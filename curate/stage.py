@@ -167,6 +167,7 @@ STAGES: dict[str, str] = {
     "pii": "curate.quality.pii:PII",
     "judge": "curate.quality.judge:Judge",
     "ifd": "curate.quality.ifd:IFD",
+    "review": "curate.quality.review:Review",
     "chunk": "curate.rag.chunk:Chunk",
     "index": "curate.rag.index:Index",
     "synth_qa": "curate.rag.synth:SynthQA",

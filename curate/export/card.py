@@ -23,6 +23,7 @@ from huggingface_hub import DatasetCardData
 from curate import __version__
 from curate.export.licenses import LicenseDecision, normalise, notices
 from curate.portable import portable
+from curate.quality.review import wilson
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
@@ -117,8 +118,8 @@ def header(ctx: CardContext) -> str:
 
 def render_card(ctx: CardContext) -> str:
     """The whole README.md."""
-    sections = [_summary(ctx), _sources(ctx), _how_made(ctx), _filters(ctx), _samples(ctx), _limitations(ctx),
-                "## Medical disclaimer\n\n" + DISCLAIMER]
+    sections = [_summary(ctx), _sources(ctx), _how_made(ctx), _filters(ctx), *_reviews(ctx), _samples(ctx),
+                _limitations(ctx), "## Medical disclaimer\n\n" + DISCLAIMER]
     return header(ctx) + "\n" + "\n\n".join(sections) + "\n"
 
 
@@ -200,6 +201,30 @@ def _filters(ctx: CardContext) -> str:
     rows += [["export", f"skipped: {reason}", f"{n:,}"] for reason, n in sorted(ctx.skipped.items())]
     body = _table(["step", "reason", "rows"], rows) if rows else "No rows were dropped."
     return "## Filter statistics\n\nRows removed on the way, by step and reason:\n\n" + body
+
+
+def _reviews(ctx: CardContext) -> list[str]:
+    """What a person's reading found, per ``review`` step: the sample's share of correct rows with its 95% Wilson
+    interval, what was removed, and what no one read."""
+    parts = []
+    for s in ctx.stages:
+        if s.get("stage") != "review":
+            continue
+        n = s["stats"].get("counters", {})
+        correct, wrong, unsure = (n.get(f"review_{v}", 0) for v in ("correct", "wrong", "unsure"))
+        read, rows_in = correct + wrong + unsure, s["stats"]["rows_in"]
+        low, high = wilson(correct, read)
+        share = (f"**{correct} correct** ({100 * correct / read:.0f}%, 95% Wilson interval {100 * low:.0f}-"
+                 f"{100 * high:.0f}%), {wrong} wrong, {unsure} unsure") if read else "no verdict applied"
+        text = (f"A person read {read:,} of the {rows_in:,} rows that reached step `{s.get('dirname')}`, taken in a "
+                f"random order (`curate review`): {share}. The {wrong} rows read as wrong were removed "
+                f"(`reviewed_wrong`); the other {rows_in - read:,} rows were not read, and the sample's share is the "
+                "estimate of how many of them are correct.")
+        if n.get("review_changed"):
+            text += (f" {n['review_changed']} verdicts were not applied: their rows' text changed after they were "
+                     "read.")
+        parts.append(text)
+    return ["## Human review\n\n" + "\n\n".join(parts)] if parts else []
 
 
 def _samples(ctx: CardContext) -> str:

@@ -13,6 +13,8 @@ per reason and writes every dropped row to the stage's ``rejects.jsonl`` with it
 - ``decontaminate`` (``decontaminate.py``): long n-gram or near-duplicate overlap with evaluation sets.
 - ``dedup`` (``dedup.py``, stateful): exact, MinHash near-duplicate and optional embedding duplicates.
 - ``ifd`` (``ifd.py``): data selection by Instruction-Following Difficulty, scored by a local model.
+- ``review`` (``review.py``): rows a person read as wrong (``curate review`` writes the verdicts); the card reports
+  the sample's share of correct rows.
 - ``judge`` (``judge.py``, optional): an LLM grades faithfulness, accuracy, relevance, clarity and safety; low
   scores, unsafe answers and replies that stay malformed after retries (``judge_unscored``) are dropped.
 
