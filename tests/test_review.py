@@ -93,7 +93,8 @@ def test_the_review_stage_drops_rows_read_as_wrong_and_the_card_reports_the_samp
     rows_in = review.rows_in
     assert (f"A person read 5 of the {rows_in} rows that reached step `03-review`, taken in a random order "
             "(`curate review`): **3 correct** (60%, 95% Wilson interval 23-88%), 1 wrong, 1 unsure.") in card
-    assert f"the other {rows_in - 5} rows were not read" in card and str(tmp_path) not in card
+    assert f"The other {rows_in - 5} rows were not read: the sample's share is the estimate" in card
+    assert str(tmp_path) not in card
 
     # more verdicts rerun the stage and the export; a label whose row's text changed is not applied
     replies(monkeypatch, ["w off topic"])
@@ -131,3 +132,16 @@ def test_wilson_interval_matches_newcombe_1998():
     for (k, n), (low, high) in {(81, 263): (0.2553, 0.3662), (15, 148): (0.0624, 0.1605),
                                 (0, 20): (0.0, 0.1611), (1, 29): (0.0061, 0.1718)}.items():
         assert wilson(k, n) == pytest.approx((low, high), abs=6e-5)
+
+
+def test_the_card_says_when_every_row_was_read():
+    from types import SimpleNamespace
+
+    from curate.export.card import _reviews
+    stats = {"rows_in": 36, "counters": {"review_correct": 24, "review_wrong": 12}}
+    [text] = _reviews(SimpleNamespace(stages=[{"stage": "dedup", "stats": {"rows_in": 40}},
+                                              {"stage": "review", "dirname": "10-review", "stats": stats}]))
+    assert text == ("## Human review\n\nA person read 36 of the 36 rows that reached step `10-review`, taken in a "
+                    "random order (`curate review`): **24 correct** (67%, 95% Wilson interval 50-80%), 12 wrong, 0 "
+                    "unsure. The 12 rows read as wrong were removed (`reviewed_wrong`). Every row kept was read.")
+    assert _reviews(SimpleNamespace(stages=[{"stage": "dedup", "stats": {"rows_in": 40}}])) == []
