@@ -234,18 +234,20 @@ def cmd_review(args) -> int:
     from curate.quality.review import LabelsError, read_rows, summary
 
     folder, labels = Path(args.folder), Path(args.labels)
+    if args.sample < 1:
+        return fail("error:", ValueError("--sample must be at least 1"), INVALID)
     files = parquet_files(folder)
     if not files:
         return fail("error:", FileNotFoundError(f"{shown(folder)} holds no rows (part-*.parquet)"), INVALID)
     present = set(pq.read_schema(files[0]).names)
-    wanted = [c for c in ("id", "messages", "source", "context", "citations") if c in present]
+    wanted = [c for c in ("id", "messages", "source", "context", "citations", "caption") if c in present]
     rows = [r for f in files for r in pq.read_table(f, columns=wanted).to_pylist() if r.get("messages")]
     if not rows:
         return fail("error:", ValueError(f"{shown(folder)} holds no question-answer rows to review"), INVALID)
     try:
         verdicts = read_rows(rows, labels, sample=args.sample, seed=args.seed, ask=input,
                              show=lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True))
-    except LabelsError as exc:
+    except (LabelsError, OSError) as exc:
         return fail("error:", exc, INVALID)
     console.print(f"\n{summary(verdicts)} (labels: {shown(labels)}). A pipeline applies them with "
                   f"`- stage: review` and `labels: {labels.name}`.", markup=False, highlight=False, soft_wrap=True)

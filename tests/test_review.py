@@ -124,6 +124,10 @@ def test_bad_labels_are_named_by_line_and_stop_before_any_row_is_judged(ingested
     err = capsys.readouterr().err
     assert "labels.jsonl line 1: not JSON" in err and "Traceback" not in err
     assert main(["review", str(tmp_path / "nowhere"), "--labels", str(labels)]) == 2
+    assert main(["review", str(step), "--labels", str(tmp_path)]) == 2  # a folder, not a file
+    assert main(["review", str(step), "--labels", str(tmp_path / "new.jsonl"), "--sample", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path.name}: not a file" in err and "--sample must be at least 1" in err and "Traceback" not in err
 
 
 def test_wilson_interval_matches_newcombe_1998():

@@ -53,8 +53,11 @@ def row_key(row: dict) -> str:
 
 
 def read_labels(path: Path) -> dict[str, dict]:
-    """Row id -> its latest label (a later line for the same row replaces an earlier one); none for a missing file."""
+    """Row id -> its latest label (a later line for the same row replaces an earlier one); none for a missing file,
+    a ``LabelsError`` for a path that is not a file or a line that is not a label."""
     labels: dict[str, dict] = {}
+    if path.exists() and not path.is_file():
+        raise LabelsError(f"{path.name}: not a file")
     if not path.is_file():
         return labels
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -105,6 +108,8 @@ def show_row(row: dict) -> str:
     where = [f"{c.get('doc_id')} p. {c.get('page')}" for c in row.get("citations") or []]
     parts = [f"Q: {question}", f"A: {answer}", f"source: {row.get('source')}" + (f", {', '.join(where)}" if where
                                                                                   else "")]
+    if row.get("caption"):  # an image's pair: what it was written from (the image itself: `curate view`)
+        parts.append(f"image caption: {row['caption']}")
     passage = (row.get("context") or "").strip()
     if passage:
         cut = passage[:PASSAGE_CHARS] + (" ..." if len(passage) > PASSAGE_CHARS else "")
@@ -175,7 +180,7 @@ class Review(Filter):
 
     def setup(self) -> None:
         path = Path(self.config.labels).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"review labels {path.name} not found: write them with `curate review`")
         self._labels = read_labels(path)
 
