@@ -93,7 +93,7 @@ def test_the_review_stage_drops_rows_read_as_wrong_and_the_card_reports_the_samp
     rows_in = review.rows_in
     assert (f"A person read 5 of the {rows_in} rows that reached step `03-review`, taken in a random order "
             "(`curate review`): **3 correct** (60%, 95% Wilson interval 23-88%), 1 wrong, 1 unsure.") in card
-    assert f"The other {rows_in - 5} rows were not read: the sample's share is the estimate" in card
+    assert f"Rows read as wrong were removed (`reviewed_wrong`). Rows not read: {rows_in - 5}; the sample's" in card
     assert str(tmp_path) not in card
 
     # more verdicts rerun the stage and the export; a label whose row's text changed is not applied
@@ -105,7 +105,7 @@ def test_the_review_stage_drops_rows_read_as_wrong_and_the_card_reports_the_samp
     report = run_plan(load_plan(path, run))
     review = {s.stage: s for s in report.stages}["review"]
     assert not review.cached and review.dropped == {"reviewed_wrong": 2} and review.counters["review_changed"] == 1
-    assert "1 verdicts were not applied: their rows' text changed after they were read." in \
+    assert "Verdicts not applied because their row's text changed after it was read: 1." in \
         (run / "export" / "README.md").read_text()
 
 
@@ -147,5 +147,5 @@ def test_the_card_says_when_every_row_was_read():
                                               {"stage": "review", "dirname": "10-review", "stats": stats}]))
     assert text == ("## Human review\n\nA person read 36 of the 36 rows that reached step `10-review`, taken in a "
                     "random order (`curate review`): **24 correct** (67%, 95% Wilson interval 50-80%), 12 wrong, 0 "
-                    "unsure. The 12 rows read as wrong were removed (`reviewed_wrong`). Every row kept was read.")
+                    "unsure. Rows read as wrong were removed (`reviewed_wrong`). Every row kept was read.")
     assert _reviews(SimpleNamespace(stages=[{"stage": "dedup", "stats": {"rows_in": 40}}])) == []

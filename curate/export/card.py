@@ -217,13 +217,11 @@ def _reviews(ctx: CardContext) -> list[str]:
         share = (f"**{correct} correct** ({100 * correct / read:.0f}%, 95% Wilson interval {100 * low:.0f}-"
                  f"{100 * high:.0f}%), {wrong} wrong, {unsure} unsure") if read else "no verdict applied"
         text = (f"A person read {read:,} of the {rows_in:,} rows that reached step `{s.get('dirname')}`, taken in a "
-                f"random order (`curate review`): {share}. The {wrong:,} rows read as wrong were removed "
-                "(`reviewed_wrong`). " + (
-                    f"The other {rows_in - read:,} rows were not read: the sample's share is the estimate of how many "
-                    "of them are correct." if read < rows_in else "Every row kept was read."))
+                f"random order (`curate review`): {share}. Rows read as wrong were removed (`reviewed_wrong`). " + (
+                    f"Rows not read: {rows_in - read:,}; the sample's share is the estimate of how many of them are "
+                    "correct." if read < rows_in else "Every row kept was read."))
         if n.get("review_changed"):
-            text += (f" {n['review_changed']} verdicts were not applied: their rows' text changed after they were "
-                     "read.")
+            text += f" Verdicts not applied because their row's text changed after it was read: {n['review_changed']}."
         parts.append(text)
     return ["## Human review\n\n" + "\n\n".join(parts)] if parts else []
 

@@ -30,8 +30,6 @@ import random
 from pathlib import Path
 from typing import Callable, Iterable
 
-from pydantic import ConfigDict
-
 from curate.io import file_sha256
 from curate.paths import beside
 from curate.quality.text import question_answer
@@ -162,7 +160,6 @@ def _ask_verdict(ask: Callable[[str], str]) -> tuple[str, str] | None:
 
 
 class ReviewConfig(StageConfig):
-    model_config = ConfigDict(extra="forbid")
     labels: str
 
     def relative_to(self, base: Path) -> "ReviewConfig":
