@@ -237,6 +237,15 @@ def test_units_that_point_outside_the_chunk_or_ask_are_not_answers():
 
     assert unusable(Unit("It should extend at least 4 inches beyond the casualty's head and feet.", 0)) == "dangling"
     assert unusable(Unit("Or it may only be appropriate for women to speak with other women.", 0)) == "dangling"
+    # a connective that points back: what it stands in for, the reason, the two cases, are before the unit
+    # (WHO PFA p. 39, one of MedQuAD's CDC pages, FM 4-25.11 p. 161: each pair written on them was read as wrong)
+    for text in ("Instead, try to link immediately with a trustworthy child protection agency.",
+                 "For this reason, healthcare providers must use their judgment to treat patients.",
+                 "In either case, other service members must perform buddy aid as quickly as possible.",
+                 "As a result, the casualty may go into shock."):
+        assert unusable(Unit(text, 0)) == "dangling", text
+    assert unusable(Unit("For example, cells of the brain may die within 4 to 6 minutes without oxygen.", 0)) is None
+    assert unusable(Unit("In both arms the pulse should be checked.", 0)) is None
     assert unusable(Unit("Are there areas to avoid entering because they are not secure?", 0)) == "asks"
     assert unusable(Unit("The following items are minimum safety equipment for each vehicle.", 0)) == "announces"
     assert unusable(Unit("It is important to keep the casualty warm and dry while you wait for help.", 0)) is None

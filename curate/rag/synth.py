@@ -608,7 +608,9 @@ _SPEAKS = re.compile(r"(?:^|(?<=[a-z,;:.!?\"“] ))I(?:[’'](?:m|ll|ve|d)| (?:a
 
 _DANGLING = re.compile(r"^(?:(?:it|its|this|these|those|they|their|such|he|his|she|her)\b(?! is (?:important|"
                        r"essential|necessary|best|recommended|not|often))|(?:when|if|because of|after|before|in) "
-                       r"(?:this|these|those|that|such)\b|(?:or|and|but|also|however|otherwise|then)\b)", re.IGNORECASE)
+                       r"(?:this|these|those|that|such)\b|(?:or|and|but|also|however|otherwise|then|instead|thus|hence|"
+                       r"therefore|consequently|as a result)\b|for (?:this|these|that|those) reasons?\b|"
+                       r"in (?:either|each|both) cases?\b)", re.IGNORECASE)
 
 
 # ... or does what the text before it described ("Tell the casualty you are doing this because ...")
@@ -648,7 +650,8 @@ def unusable(unit: Unit) -> str | None:
     (it is itself a question, as checklists are written), ``dialogue`` (a line of a scripted conversation, "Child:
     We all ran outside ...", "You [to the wife]: ...", or words in the first person, "I will try to help you": what
     someone says in an example, not what the text teaches), ``dangling`` (it opens by pointing at what came before it,
-    outside the chunk: "It should extend at least 4 inches ...", "Because of these possible complications, ...", does
+    outside the chunk: "It should extend at least 4 inches ...", "Because of these possible complications, ...",
+    "Instead, ...", "For this reason, ...", "In either case, ...", does
     what was described there: "Tell the casualty you are doing this because ...", or speaks of things it has not
     named: "... free of these organisms") or ``verbless`` (a list item without its lead-in: ``verbless``). A unit
     whose content is elsewhere in the document ("... proceed to step (3)") is already a ``reference`` skip of
