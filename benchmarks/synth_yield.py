@@ -3,6 +3,7 @@ default filters, in one run.
 
     python benchmarks/synth_yield.py [--docs fm:100-140:40,who:10-40:30,wash:1-2:0] [--modes writer,templates]
                                      [--audit 40] [--out runs/bench-synth-yield] [--writer '{"min_margin": 1}']
+                                     [--chunk-seed 0]
 
 Documents (``../shared/realdata``; ``key:pages:chunks``, 0 chunks = every chunk of the pages):
 
@@ -98,8 +99,8 @@ def doc_pages(key: str) -> list[dict]:
             for n, (doc, texts) in enumerate(sorted(answers.items()), 1)]
 
 
-def prepare(out: Path, docs: dict[str, tuple[range, int]]) -> tuple[Path, dict[str, Path]]:
-    """One index over every document's pages; per document a folder of its sampled input chunks."""
+def prepare(out: Path, docs: dict[str, tuple[range, int]], seed: int = 0) -> tuple[Path, dict[str, Path]]:
+    """One index over every document's pages; per document a folder of its input chunks, sampled with ``seed``."""
     rows = []
     for key, (pages, _) in docs.items():
         rows += [r for r in doc_pages(key) if r["page"] in pages]
@@ -109,7 +110,7 @@ def prepare(out: Path, docs: dict[str, tuple[range, int]]) -> tuple[Path, dict[s
     inputs = {}
     for key, (_, n) in docs.items():
         mine = [c for c in chunks if c["source"] == f"bench-{key}" and c["kind"] == "chunk"]
-        chosen = sorted(random.Random(0).sample(mine, n) if 0 < n < len(mine) else mine, key=lambda c: c["id"])
+        chosen = sorted(random.Random(seed).sample(mine, n) if 0 < n < len(mine) else mine, key=lambda c: c["id"])
         write_rows(out / f"input-{key}", chosen)
         inputs[key] = out / f"input-{key}"
     return out / "index", inputs
@@ -167,6 +168,8 @@ def main() -> None:
     parser.add_argument("--modes", default="writer,templates")
     parser.add_argument("--audit", type=int, default=40)
     parser.add_argument("--out", default="runs/bench-synth-yield")
+    parser.add_argument("--chunk-seed", type=int, default=0,
+                        help="seed of the chunk sample (another seed reads other chunks of the same pages)")
     parser.add_argument("--writer", type=json.loads, default=None,
                         help="settings of synth_qa's question writer, as JSON: "
                              '\'{"adapter": "DIR", "min_margin": 1}\'')
@@ -174,7 +177,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     docs = parse_docs(args.docs)
-    index, inputs = prepare(out, docs)
+    index, inputs = prepare(out, docs, args.chunk_seed)
     rows = []
     for mode in args.modes.split(","):
         for doc, source in inputs.items():
