@@ -14,7 +14,8 @@ from curate.cli import main
 from curate.io import read_jsonl
 from curate.orchestrate import run_plan
 from curate.pipeline import load_plan
-from curate.quality.review import LabelsError, read_labels, review_order, wilson
+from curate.evaluate.stats import wilson
+from curate.quality.review import LabelsError, read_labels, review_order
 
 FIRSTAID = "qa/firstaidqa/firstaidqa_v1.json"
 

@@ -11,6 +11,8 @@ floats and dicts that go into ``summary.json`` as they are:
   got right, ``b10`` items only ``b`` got right, and the two-sided p-value ``min(1, 2 * P(X <= min))`` with
   ``X ~ Binomial(b01 + b10, 1/2)``.
 - ``sign_test(a, b)``: the exact two-sided sign test on paired graded scores (ties dropped), same binomial tail.
+- ``wilson(k, n)``: the Wilson score interval of a proportion k/n (a sample of rows read by a person: how many
+  are correct), 95% for the default ``z``.
 - ``crossed_bootstrap_ci(table)``: the interval of the mean of a seeds x items table of paired differences (one
   row per training seed, one column per item), resampling seeds and items independently, each with replacement (the
   two-way bootstrap for crossed factors): the interval widens both when items disagree and when seeds do.
@@ -18,7 +20,7 @@ floats and dicts that go into ``summary.json`` as they are:
 
 from __future__ import annotations
 
-from math import comb
+from math import comb, sqrt
 
 import numpy as np
 
@@ -109,3 +111,13 @@ def metric(values, *, resamples: int = RESAMPLES, level: float = LEVEL, seed: in
     low, high = bootstrap_ci(data, resamples=resamples, level=level, seed=seed)
     return {"value": float(data.mean()) if data.size else None, "ci_low": None if data.size == 0 else low,
             "ci_high": None if data.size == 0 else high, "n": int(data.size), "level": level}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion k/n (95% for the default z); (0, 1) for n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

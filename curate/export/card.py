@@ -21,9 +21,10 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from curate import __version__
+from curate.evaluate.stats import wilson
 from curate.export.licenses import LicenseDecision, normalise, notices
 from curate.portable import portable
-from curate.quality.review import wilson
+from curate.quality.review import VERDICTS
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
@@ -211,7 +212,7 @@ def _reviews(ctx: CardContext) -> list[str]:
         if s.get("stage") != "review":
             continue
         n = s["stats"].get("counters", {})
-        correct, wrong, unsure = (n.get(f"review_{v}", 0) for v in ("correct", "wrong", "unsure"))
+        correct, wrong, unsure = (n.get(f"review_{v}", 0) for v in VERDICTS)
         read, rows_in = correct + wrong + unsure, s["stats"]["rows_in"]
         low, high = wilson(correct, read)
         share = (f"**{correct} correct** ({100 * correct / read:.0f}%, 95% Wilson interval {100 * low:.0f}-"

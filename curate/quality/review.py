@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 from pathlib import Path
 from typing import Callable, Iterable
 
+from curate.evaluate.stats import wilson
 from curate.io import file_sha256
 from curate.paths import beside
 from curate.quality.text import question_answer
@@ -81,16 +81,6 @@ def review_order(ids: Iterable[str], seed: int) -> list[str]:
     return order
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion k/n (95% for the default z); (0, 1) for n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def summary(verdicts: Iterable[str]) -> str:
     """"k of n read are correct (p%, 95% CI a-b%); w wrong, u unsure" for a list of verdicts."""
     verdicts = list(verdicts)
@@ -121,7 +111,7 @@ def read_rows(rows: list[dict], labels_path: Path, *, sample: int, seed: int, as
     current text, asking ``ask`` for each verdict: ``c`` correct, ``w [why]`` wrong, ``u [why]`` unsure, ``q`` (or the
     end of input) stops. Each verdict is appended to ``labels_path`` as it is given. Returns the verdicts of the rows
     read so far in that order (earlier sessions' too)."""
-    by_id = {r["id"]: r for r in rows if r.get("messages")}
+    by_id = {r["id"]: r for r in rows}
     labels = read_labels(labels_path)
     done: list[str] = []
     order = review_order(by_id, seed)
